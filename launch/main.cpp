@@ -1,0 +1,51 @@
+// gantry: a git-style command line. `gantry <command> --help` lists each command's options.
+#include <boost/program_options/errors.hpp>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <string>
+
+#include "cli.h"
+#include "core/errors.h"
+
+namespace {
+
+const char* kUsage =
+    "usage: gantry <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  data convert   convert idx / LSUN LMDB / image folders into HDF5 shards\n"
+    "  data inspect   print a dataset's count, shape, shards, labels and source\n"
+    "  data verify    recheck every shard's checksum and structure\n"
+    "  data bench     measure loader throughput\n"
+    "  doctor         versions, BLAS, MPI and GPUs this process sees\n"
+    "\n"
+    "`gantry <command> --help` lists a command's options. Exit codes: 0 done, 1 internal error,\n"
+    "2 usage or configuration, 3 dataset, 4 checkpoint, 75 stopped by a signal after a checkpoint.\n";
+
+int fail(gantry::ExitCode code, const std::string& message) {
+  std::fprintf(stderr, "gantry: error: %s\n", message.c_str());
+  return static_cast<int>(code);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "help")) {
+    std::fputs(kUsage, argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  std::string command = argv[1];
+  gantry::cli::Args args(argv + 2, argv + argc);
+  try {
+    if (command == "data") return gantry::cli::data_command(args);
+    if (command == "doctor") return gantry::cli::doctor_command(args);
+    return fail(gantry::ExitCode::kUsage, "unknown command '" + command + "' (see gantry --help)");
+  } catch (const gantry::Error& e) {
+    return fail(e.code(), e.what());
+  } catch (const boost::program_options::error& e) {
+    return fail(gantry::ExitCode::kUsage, e.what());
+  } catch (const std::exception& e) {
+    return fail(gantry::ExitCode::kInternal, std::string("internal error (please report): ") + e.what());
+  }
+}
