@@ -1,4 +1,8 @@
 // gantry data convert | inspect | verify | bench
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <boost/program_options.hpp>
 #include <chrono>
 #include <cstdio>
@@ -130,6 +134,23 @@ int verify(const Args& args) {
   return 0;
 }
 
+// Sequential read() of every shard file in 4 MiB blocks: the rate the disk/page cache can deliver.
+double raw_read_mb_per_s(const data::ShardedDataset& ds) {
+  std::vector<char> buf(4 << 20);
+  uint64_t bytes = 0;
+  auto t0 = std::chrono::steady_clock::now();
+  for (const auto& s : ds.manifest().shards) {
+    std::string path = (fs::path(ds.dir()) / s.file).string();
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw DataError(at(path, "cannot open"));
+    ssize_t n;
+    while ((n = ::read(fd, buf.data(), buf.size())) > 0) bytes += static_cast<uint64_t>(n);
+    ::close(fd);
+  }
+  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return static_cast<double>(bytes) / 1e6 / s;
+}
+
 int bench(const Args& args) {
   std::string dir;
   data::LoaderOptions o;
@@ -142,15 +163,24 @@ int bench(const Args& args) {
       ("prefetch", po::value(&o.prefetch)->default_value(4), "batches in flight")
       ("flip", po::bool_switch(&o.flip), "random horizontal flips")
       ("no-shuffle", "read in dataset order")
+      ("uint8", "deliver uint8 NHWC batches (no float conversion: what a GPU run uses)")
       ("steps", po::value(&steps)->default_value(0), "batches to time (0: one epoch, at most --seconds)")
       ("seconds", po::value(&seconds)->default_value(20.0), "stop timing after this long")
-      ("seed", po::value(&o.seed)->default_value(0), "shuffle seed");
+      ("seed", po::value(&o.seed)->default_value(0), "shuffle seed")
+      ("raw", "first time a sequential read of all shard files (twice: the first pass warms the page cache)");
   po::positional_options_description pos;
   pos.add("dir", 1);
   po::variables_map vm;
-  if (!parse(args, desc, &pos, vm, "usage: gantry data bench DIR [--batch B] [--workers W]")) return 0;
+  if (!parse(args, desc, &pos, vm, "usage: gantry data bench DIR [--batch B] [--workers W] [--raw]")) return 0;
   o.shuffle = !vm.count("no-shuffle");
+  if (vm.count("uint8")) o.output = data::LoaderOutput::kUint8;
   auto ds = data::ShardedDataset::open(dir);
+  double raw = 0;
+  if (vm.count("raw")) {
+    raw_read_mb_per_s(*ds);
+    raw = raw_read_mb_per_s(*ds);
+    std::printf("raw sequential read: %.1f MB/s (%.0f images/s)\n", raw, raw * 1e6 / static_cast<double>(ds->image_bytes()));
+  }
   data::Loader loader(ds, o);
   if (steps <= 0) steps = loader.sampler().steps_per_epoch();
   loader.next();  // warm-up: threads started, first shards opened
@@ -168,9 +198,13 @@ int bench(const Args& args) {
   double images = static_cast<double>(done * o.global_batch);
   double mb = images * static_cast<double>(ds->image_bytes()) / 1e6;
   std::printf("loader: %.0f images/s, %.1f MB/s (uint8 source bytes), %lld batches of %lld, workers %u, prefetch %u, "
-              "shuffle %s, %.2f s\n",
+              "shuffle %s, output %s, %.2f s\n",
               images / el, mb / el, static_cast<long long>(done), static_cast<long long>(o.global_batch), o.workers,
-              o.prefetch, o.shuffle ? "on" : "off", el);
+              o.prefetch, o.shuffle ? "on" : "off", vm.count("uint8") ? "uint8 NHWC" : "float NCHW", el);
+  if (raw > 0) std::printf("loader / raw: %.1f%%\n", 100.0 * mb / el / raw);
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  std::printf("peak RSS: %.1f MiB\n", static_cast<double>(ru.ru_maxrss) / 1024.0);
   return 0;
 }
 

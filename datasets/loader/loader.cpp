@@ -36,30 +36,86 @@ DataPosition Loader::position() const {
   return next_position_;
 }
 
+namespace {
+
+// (H, W, C) uint8 → (C, H, W) float in [-1, 1], optionally mirrored; one pass, vectorisable.
+void to_float_chw(const uint8_t* src, float* dst, int64_t h, int64_t w, int64_t c, bool flip) {
+  constexpr float kScale = 2.0f / 255.0f;
+  const int64_t plane = h * w;
+  for (int64_t y = 0; y < h; ++y) {
+    const uint8_t* row = src + y * w * c;
+    float* out = dst + y * w;
+    if (c == 1) {
+      if (!flip)
+        for (int64_t x = 0; x < w; ++x) out[x] = static_cast<float>(row[x]) * kScale - 1.0f;
+      else
+        for (int64_t x = 0; x < w; ++x) out[x] = static_cast<float>(row[w - 1 - x]) * kScale - 1.0f;
+    } else if (c == 3) {
+      float *r = out, *g = out + plane, *b = out + 2 * plane;
+      if (!flip) {
+        for (int64_t x = 0; x < w; ++x) {
+          r[x] = static_cast<float>(row[3 * x]) * kScale - 1.0f;
+          g[x] = static_cast<float>(row[3 * x + 1]) * kScale - 1.0f;
+          b[x] = static_cast<float>(row[3 * x + 2]) * kScale - 1.0f;
+        }
+      } else {
+        for (int64_t x = 0; x < w; ++x) {
+          const uint8_t* px = row + 3 * (w - 1 - x);
+          r[x] = static_cast<float>(px[0]) * kScale - 1.0f;
+          g[x] = static_cast<float>(px[1]) * kScale - 1.0f;
+          b[x] = static_cast<float>(px[2]) * kScale - 1.0f;
+        }
+      }
+    } else {
+      for (int64_t ch = 0; ch < c; ++ch)
+        for (int64_t x = 0; x < w; ++x)
+          out[ch * plane + x] = static_cast<float>(row[(flip ? w - 1 - x : x) * c + ch]) * kScale - 1.0f;
+    }
+  }
+}
+
+// Mirrors one (H, W, C) uint8 image in place.
+void flip_hwc(uint8_t* img, int64_t h, int64_t w, int64_t c) {
+  for (int64_t y = 0; y < h; ++y) {
+    uint8_t* row = img + y * w * c;
+    for (int64_t x = 0; x < w / 2; ++x)
+      for (int64_t ch = 0; ch < c; ++ch) std::swap(row[x * c + ch], row[(w - 1 - x) * c + ch]);
+  }
+}
+
+}  // namespace
+
+torch::Tensor Loader::pooled(torch::IntArrayRef shape, torch::ScalarType type) const {
+  std::lock_guard<std::mutex> lock(pool_mutex_);
+  for (auto& t : pool_)
+    if (t.storage().use_count() == 1 && t.sizes() == shape && t.scalar_type() == type) {
+      torch::Tensor out = t;  // the pool keeps its reference: the slot is busy until `out` is dropped
+      return out;
+    }
+  torch::Tensor t = torch::empty(shape, type);
+  if (pool_.size() < 2 * (static_cast<size_t>(options_.prefetch) + options_.workers) + 2) pool_.push_back(t);
+  return t;
+}
+
 void Loader::assemble(const std::vector<int64_t>& indices, const std::vector<uint64_t>& flip_keys, Batch& out) const {
   const Manifest& m = dataset_->manifest();
   const int64_t b = static_cast<int64_t>(indices.size()), h = m.height, w = m.width, c = m.channels;
-  out.images = torch::empty({b, c, h, w}, torch::kFloat32);
+  const int64_t bytes = h * w * c;
+  const bool as_uint8 = options_.output == LoaderOutput::kUint8;
+  out.images = as_uint8 ? pooled({b, h, w, c}, torch::kUInt8) : pooled({b, c, h, w}, torch::kFloat32);
   if (m.has_labels) out.labels = torch::empty({b}, torch::kInt64);
-  std::vector<uint8_t> pixels(static_cast<size_t>(h * w * c));
-  float* dst_all = out.images.data_ptr<float>();
-  constexpr float kScale = 2.0f / 255.0f;
+  std::vector<uint8_t> pixels(as_uint8 ? 0 : static_cast<size_t>(bytes));
   for (int64_t k = 0; k < b; ++k) {
     const int64_t idx = indices[static_cast<size_t>(k)];
-    dataset_->read_image(idx, pixels.data());
-    if (m.has_labels) out.labels.data_ptr<int64_t>()[k] = dataset_->label(idx);
     const bool flip = !flip_keys.empty() && (mix64(flip_keys[static_cast<size_t>(k)]) & 1);
-    float* dst = dst_all + k * c * h * w;
-    for (int64_t y = 0; y < h; ++y) {
-      const uint8_t* row = pixels.data() + y * w * c;
-      for (int64_t ch = 0; ch < c; ++ch) {
-        float* drow = dst + (ch * h + y) * w;
-        if (!flip) {
-          for (int64_t x = 0; x < w; ++x) drow[x] = static_cast<float>(row[x * c + ch]) * kScale - 1.0f;
-        } else {
-          for (int64_t x = 0; x < w; ++x) drow[x] = static_cast<float>(row[(w - 1 - x) * c + ch]) * kScale - 1.0f;
-        }
-      }
+    if (m.has_labels) out.labels.data_ptr<int64_t>()[k] = dataset_->label(idx);
+    if (as_uint8) {
+      uint8_t* dst = out.images.data_ptr<uint8_t>() + k * bytes;
+      dataset_->read_image(idx, dst);
+      if (flip) flip_hwc(dst, h, w, c);
+    } else {
+      dataset_->read_image(idx, pixels.data());
+      to_float_chw(pixels.data(), out.images.data_ptr<float>() + k * bytes, h, w, c, flip);
     }
   }
 }

@@ -19,6 +19,12 @@
 
 namespace gantry::data {
 
+enum class LoaderOutput {
+  kFloat,  // (B, C, H, W) float32 in [-1, 1], converted by the workers (CPU training)
+  kUint8,  // (B, H, W, C) uint8 as stored: 4x fewer bytes to move; convert where it is cheapest
+           // (on the GPU, with gantry::images_to_float) — the loader then only reads
+};
+
 struct LoaderOptions {
   int64_t global_batch = 64;  // all ranks together
   int rank = 0, world_size = 1;
@@ -28,6 +34,7 @@ struct LoaderOptions {
   unsigned workers = 2;  // background threads (0: load in next())
   unsigned prefetch = 4; // batches in flight
   DataPosition start;    // where to begin (resume)
+  LoaderOutput output = LoaderOutput::kFloat;
 };
 
 class Loader : public BatchSource {
@@ -48,6 +55,9 @@ class Loader : public BatchSource {
  private:
   struct Slot;
   Batch load(const DataPosition& p, DataPosition* next) const;
+  // A tensor of this shape from the pool when one is no longer referenced outside it, else a new one
+  // (pooled up to a bound): no page faults per batch, and RSS independent of allocator behaviour.
+  torch::Tensor pooled(torch::IntArrayRef shape, torch::ScalarType type) const;
   void worker_loop();
 
   std::shared_ptr<const ShardedDataset> dataset_;
@@ -62,6 +72,8 @@ class Loader : public BatchSource {
   DataPosition next_position_;          // position of batch `consumed_`
   bool stop_ = false;
   std::vector<std::thread> threads_;
+  mutable std::mutex pool_mutex_;
+  mutable std::vector<torch::Tensor> pool_;
 };
 
 }  // namespace gantry::data

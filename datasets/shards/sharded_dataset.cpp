@@ -24,13 +24,11 @@ struct ShardedDataset::Shard {
   int fd = -1;
   bool fast = false;
   uint64_t base = 0, stride = 0;  // fast path: image i at base + i*stride
-  bool labels_fast = false;
-  uint64_t labels_base = 0;
-  H5Handle file, images, labels;  // fallback path
+  std::vector<int64_t> labels;    // read whole when the shard is opened (8 bytes per image)
+  H5Handle file, images;          // fallback path
   ~Shard() {
     if (fd >= 0) ::close(fd);
     std::lock_guard<std::mutex> lock(hdf5_mutex());
-    labels.reset();
     images.reset();
     file.reset();
   }
@@ -140,11 +138,9 @@ ShardedDataset::Shard& ShardedDataset::opened(size_t s) const {
           throw DataError(at(path, "image chunks extend past the end of the file (truncated shard?)"));
       }
     }
-    bool labels_fast = false;
-    uint64_t labels_base = 0;
-    H5Handle labels;
+    std::vector<int64_t> label_values;
     if (manifest_.has_labels) {
-      labels = H5Handle(H5Dopen2(file.get(), "labels", H5P_DEFAULT), H5Dclose);
+      H5Handle labels(H5Dopen2(file.get(), "labels", H5P_DEFAULT), H5Dclose);
       if (!labels.valid()) throw DataError(at(path, "no dataset 'labels' (manifest says has_labels)"));
       H5Handle ltype(H5Dget_type(labels.get()), H5Tclose);
       if (!is_integer_type(ltype.get(), 8, H5T_SGN_2)) throw DataError(at(path, "'labels' is not int64"));
@@ -154,33 +150,21 @@ ShardedDataset::Shard& ShardedDataset::opened(size_t s) const {
       H5Sget_simple_extent_dims(lspace.get(), &ldim, nullptr);
       if (static_cast<int64_t>(ldim) != sh.count)
         throw DataError(at(path, "'labels' has " + std::to_string(ldim) + " entries, 'images' " + std::to_string(sh.count)));
-      haddr_t off = H5Dget_offset(labels.get());  // contiguous and allocated: direct reads
-      if (off != HADDR_UNDEF) {
-        labels_fast = true;
-        labels_base = off;
-        if (labels_base + 8 * static_cast<uint64_t>(sh.count) > info.bytes)
-          throw DataError(at(path, "labels extend past the end of the file (truncated shard?)"));
-      }
+      label_values.resize(static_cast<size_t>(sh.count));
+      if (H5Dread(labels.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, label_values.data()) < 0)
+        throw DataError(at(path, "cannot read 'labels' (truncated shard?)"));
     }
-    int fd = -1;
-    if (fast || labels_fast) {
-      fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-      if (fd < 0) throw DataError(at(path, errno_text(errno)));
-    }
-    sh.fd = fd;
-    sh.fast = fast;
-    sh.base = base;
-    sh.stride = img;
-    sh.labels_fast = labels_fast;
-    sh.labels_base = labels_base;
-    if (!fast) {
+    if (fast) {
+      sh.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+      if (sh.fd < 0) throw DataError(at(path, errno_text(errno)));
+      sh.base = base;
+      sh.stride = img;
+    } else {
       sh.images = std::move(images);
       sh.file = std::move(file);
     }
-    if (manifest_.has_labels && !labels_fast) {
-      sh.labels = std::move(labels);
-      if (!sh.file.valid()) sh.file = std::move(file);
-    }
+    sh.fast = fast;
+    sh.labels = std::move(label_values);
   });
   return sh;
 }
@@ -214,20 +198,7 @@ void ShardedDataset::read_image(int64_t index, uint8_t* dst) const {
 int64_t ShardedDataset::label(int64_t index) const {
   if (!manifest_.has_labels) throw std::logic_error("dataset has no labels");
   int64_t i = 0;
-  Shard& sh = shard_for(index, &i);
-  int64_t value = 0;
-  if (sh.labels_fast) {
-    pread_all(sh.fd, &value, sizeof value, sh.labels_base + 8 * static_cast<uint64_t>(i), sh.path);
-    return value;
-  }
-  std::lock_guard<std::mutex> lock(hdf5_mutex());
-  hsize_t start = static_cast<hsize_t>(i), one = 1;
-  H5Handle fspace(H5Dget_space(sh.labels.get()), H5Sclose);
-  H5Sselect_hyperslab(fspace.get(), H5S_SELECT_SET, &start, nullptr, &one, nullptr);
-  H5Handle mspace(H5Screate_simple(1, &one, nullptr), H5Sclose);
-  if (H5Dread(sh.labels.get(), H5T_NATIVE_INT64, mspace.get(), fspace.get(), H5P_DEFAULT, &value) < 0)
-    throw DataError(at(sh.path, "cannot read label " + std::to_string(i)));
-  return value;
+  return shard_for(index, &i).labels[static_cast<size_t>(i)];
 }
 
 void ShardedDataset::check_shard(size_t s) const { opened(s); }

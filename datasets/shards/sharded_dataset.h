@@ -3,8 +3,8 @@
 // manifest, and then — for files laid out as ShardWriter writes them (unfiltered, one chunk per
 // image, chunks in index order) — image i is read with one pread() at base + i*stride, without the
 // HDF5 library or its global lock on the hot path. Other layouts (e.g. a file rewritten by h5py)
-// fall back to hyperslab reads through HDF5. Memory per open shard is a file descriptor and a few
-// integers, independent of the number of images.
+// fall back to hyperslab reads through HDF5. Memory per open shard is a file descriptor, a few
+// integers and its labels (8 bytes per image, only for labelled datasets).
 #pragma once
 
 #include <cstdint>
