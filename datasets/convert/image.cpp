@@ -111,14 +111,18 @@ Image decode_png(const uint8_t* bytes, size_t size, int want) {
   std::memset(&img, 0, sizeof img);
   img.version = PNG_IMAGE_VERSION;
   if (!png_image_begin_read_from_memory(&img, bytes, size)) throw std::runtime_error(std::string("PNG: ") + img.message);
-  img.format = want == 1 ? PNG_FORMAT_GRAY : PNG_FORMAT_RGB;
+  // Decode to the file's own gray/RGB and convert with to_channels, as for JPEG and WebP: libpng's
+  // RGB → gray works in linear light and gives a different gray than the ITU-R 601 luma used there.
+  const int c = (img.format & PNG_FORMAT_FLAG_COLOR) ? 3 : 1;
+  img.format = c == 3 ? PNG_FORMAT_RGB : PNG_FORMAT_GRAY;
   std::vector<uint8_t> buf(PNG_IMAGE_SIZE(img));
   if (!png_image_finish_read(&img, nullptr, buf.data(), 0, nullptr)) {
     std::string msg = img.message;
     png_image_free(&img);
     throw std::runtime_error("PNG: " + msg);
   }
-  return Image{static_cast<int>(img.height), static_cast<int>(img.width), want, std::move(buf)};
+  if (c == want) return Image{static_cast<int>(img.height), static_cast<int>(img.width), want, std::move(buf)};
+  return to_channels(static_cast<int>(img.height), static_cast<int>(img.width), c, buf.data(), want);
 }
 
 // Per output coordinate: the input indices and weights that make it.

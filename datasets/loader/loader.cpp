@@ -87,8 +87,11 @@ void flip_hwc(uint8_t* img, int64_t h, int64_t w, int64_t c) {
 
 torch::Tensor Loader::pooled(torch::IntArrayRef shape, torch::ScalarType type) const {
   std::lock_guard<std::mutex> lock(pool_mutex_);
+  // Free only when nothing outside the pool holds it: neither a handle to this tensor (handed-out
+  // copies share its TensorImpl, so they show in t.use_count(), not in the storage's count) nor a
+  // view of it (views share the storage).
   for (auto& t : pool_)
-    if (t.storage().use_count() == 1 && t.sizes() == shape && t.scalar_type() == type) {
+    if (t.use_count() == 1 && t.storage().use_count() == 1 && t.sizes() == shape && t.scalar_type() == type) {
       torch::Tensor out = t;  // the pool keeps its reference: the slot is busy until `out` is dropped
       return out;
     }

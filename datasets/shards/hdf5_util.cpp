@@ -8,8 +8,13 @@ std::mutex& hdf5_mutex() {
 }
 
 void silence_hdf5_errors() {
+  // A thread-safe HDF5 build (Debian's is) keeps this setting per thread: each thread that calls
+  // HDF5 (loader workers open shards lazily) must turn it off for itself.
+  thread_local bool silenced = false;
+  if (silenced) return;
   std::lock_guard<std::mutex> lock(hdf5_mutex());
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+  silenced = true;
 }
 
 std::string hdf5_version() {

@@ -39,7 +39,8 @@ class H5Handle {
   herr_t (*close_)(hid_t) = nullptr;
 };
 
-// Turns off HDF5's automatic error stack printing (errors become gantry's one-line messages).
+// Turns off HDF5's automatic error stack printing for the calling thread (errors become gantry's
+// one-line messages). Cheap after the first call on a thread; call it before HDF5 calls that may fail.
 void silence_hdf5_errors();
 std::string hdf5_version();
 

@@ -89,6 +89,7 @@ ShardedDataset::Shard& ShardedDataset::opened(size_t s) const {
     if (static_cast<uint64_t>(st.st_size) != info.bytes)
       throw DataError(at(path, "size " + std::to_string(st.st_size) + " bytes, manifest says " +
                                    std::to_string(info.bytes) + " (truncated or replaced?)"));
+    silence_hdf5_errors();  // per thread: this may run on a loader worker
     std::lock_guard<std::mutex> lock(hdf5_mutex());
     H5Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
     if (!file.valid()) throw DataError(at(path, "not a readable HDF5 file"));
@@ -184,6 +185,7 @@ void ShardedDataset::read_image(int64_t index, uint8_t* dst) const {
     pread_all(sh.fd, dst, sh.stride, sh.base + static_cast<uint64_t>(i) * sh.stride, sh.path);
     return;
   }
+  silence_hdf5_errors();
   std::lock_guard<std::mutex> lock(hdf5_mutex());
   hsize_t start[4] = {static_cast<hsize_t>(i), 0, 0, 0};
   hsize_t count[4] = {1, static_cast<hsize_t>(manifest_.height), static_cast<hsize_t>(manifest_.width),

@@ -4,6 +4,7 @@
 #include <lmdb.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -120,7 +121,8 @@ std::vector<double> mean_color(const uint8_t* pixels, int64_t n_pixels, int chan
   return m;
 }
 
-void rewrite_shard(const std::string& path, ImagesType type, int64_t n, int64_t h, int64_t w, int64_t c) {
+void rewrite_shard(const std::string& path, ImagesType type, int64_t n, int64_t h, int64_t w, int64_t c,
+                   const void* data, const int64_t* labels_data, Layout layout) {
   fs::remove(path);
   hid_t file = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   if (file < 0) throw std::runtime_error("H5Fcreate " + path);
@@ -129,14 +131,22 @@ void rewrite_shard(const std::string& path, ImagesType type, int64_t n, int64_t 
   hid_t file_type = type == ImagesType::kUint8 ? H5T_STD_U8LE : type == ImagesType::kUint16 ? H5T_STD_U16LE : H5T_IEEE_F32LE;
   hid_t mem_type = type == ImagesType::kUint8 ? H5T_NATIVE_UINT8 : type == ImagesType::kUint16 ? H5T_NATIVE_UINT16 : H5T_NATIVE_FLOAT;
   size_t elem = type == ImagesType::kUint8 ? 1 : type == ImagesType::kUint16 ? 2 : 4;
-  hid_t images = H5Dcreate2(file, "images", file_type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  if (layout == Layout::kDeflate) {
+    hsize_t chunk[4] = {std::min<hsize_t>(2, dims[0]), dims[1], dims[2], dims[3]};
+    check_h5(H5Pset_chunk(dcpl, 4, chunk), "chunk");
+    check_h5(H5Pset_deflate(dcpl, 4), "deflate");
+  }
+  hid_t images = H5Dcreate2(file, "images", file_type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
   std::vector<char> zeros(static_cast<size_t>(n * h * w * c) * elem, 0);
-  check_h5(H5Dwrite(images, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, zeros.data()), "write images");
+  check_h5(H5Dwrite(images, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data ? data : zeros.data()), "write images");
+  H5Pclose(dcpl);
   hsize_t ldims[1] = {static_cast<hsize_t>(n)};
   hid_t lspace = H5Screate_simple(1, ldims, nullptr);
   hid_t labels = H5Dcreate2(file, "labels", H5T_STD_I64LE, lspace, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
   std::vector<int64_t> lab(static_cast<size_t>(n), 0);
-  check_h5(H5Dwrite(labels, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, lab.data()), "write labels");
+  check_h5(H5Dwrite(labels, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, labels_data ? labels_data : lab.data()),
+           "write labels");
   H5Dclose(labels);
   H5Sclose(lspace);
   H5Dclose(images);

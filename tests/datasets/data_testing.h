@@ -34,9 +34,12 @@ std::vector<double> mean_color(const uint8_t* pixels, int64_t n_pixels, int chan
 
 // ---- shards -------------------------------------------------------------------------------------
 enum class ImagesType { kUint8, kUint16, kFloat32 };
-// Rewrites a shard file with an "images" dataset of the given type and shape [n,h,w,c] (filled with
-// zeros) and int64 "labels" [n]; contiguous layout, as another tool might write it.
-void rewrite_shard(const std::string& path, ImagesType type, int64_t n, int64_t h, int64_t w, int64_t c);
+enum class Layout { kContiguous, kDeflate };  // deflate: chunked 2 images per chunk, gzip filter
+// Rewrites a shard file with an "images" dataset of the given type and shape [n,h,w,c] (`images` in
+// that type, or zeros when null) and int64 "labels" [n] (zeros when null), laid out as another
+// tool (h5py) might write it.
+void rewrite_shard(const std::string& path, ImagesType type, int64_t n, int64_t h, int64_t w, int64_t c,
+                   const void* images = nullptr, const int64_t* labels = nullptr, Layout layout = Layout::kContiguous);
 // Updates every shard's bytes and checksum in DIR/manifest.json to match the files on disk (so only
 // the structure, not the checksum, is wrong).
 void refresh_manifest(const std::string& dir);

@@ -72,8 +72,9 @@ TEST(FolderConvert, SortedRelativePathsDefineOrderAndOtherFilesAreIgnored) {
     auto mean = mean_color(img.data(), 12 * 16, 3);
     for (int c = 0; c < 3; ++c)
       EXPECT_NEAR(mean[static_cast<size_t>(c)], f.color[c], f.exact ? 0.0 : 3.0) << "image " << i << " " << f.rel;
-    if (f.exact)
+    if (f.exact) {
       for (size_t p = 0; p < img.size(); ++p) ASSERT_EQ(img[p], f.color[p % 3]) << f.rel;
+    }
   }
 }
 

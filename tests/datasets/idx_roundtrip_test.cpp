@@ -88,7 +88,7 @@ float to_float(uint8_t v) { return static_cast<float>(v) * 2.0f / 255.0f - 1.0f;
 // Expects batch sample k to be source image `idx` (optionally mirrored), as float NCHW.
 void expect_sample(const Batch& b, int64_t k, int64_t idx, bool mirrored) {
   const auto pixels = source_pixels();
-  auto img = b.images[k];
+  torch::Tensor img = b.images[k];
   ASSERT_EQ(img.sizes(), (c10::IntArrayRef{1, kRows, kCols}));
   auto acc = img.accessor<float, 3>();
   for (int y = 0; y < kRows; ++y)
@@ -103,7 +103,8 @@ void expect_sample(const Batch& b, int64_t k, int64_t idx, bool mirrored) {
 // Finds which source image (and whether mirrored) a batch sample is; -1 if none.
 int64_t identify(const Batch& b, int64_t k, bool* mirrored) {
   const auto pixels = source_pixels();
-  auto acc = b.images[k].accessor<float, 3>();
+  torch::Tensor img = b.images[k];
+  auto acc = img.accessor<float, 3>();
   for (int64_t idx = 0; idx < kN; ++idx)
     for (int m = 0; m < 2; ++m) {
       bool same = true;
@@ -150,7 +151,7 @@ TEST_P(IdxRoundTrip, CliConversionMatchesTheSource) {
 }
 
 INSTANTIATE_TEST_SUITE_P(PlainAndGzip, IdxRoundTrip, ::testing::Values(false, true),
-                         [](const auto& info) { return info.param ? std::string("Gzip") : std::string("Plain"); });
+                         [](const ::testing::TestParamInfo<bool>& p) { return p.param ? std::string("Gzip") : std::string("Plain"); });
 
 TEST(IdxRoundTrip, WithoutLabelsFileHasNoLabels) {
   ScratchDir dir("idxnolab");
@@ -358,6 +359,45 @@ TEST(IdxRoundTrip, HorizontalFlipMirrorsColumnsDeterministically) {
       bool mirrored = true;
       identify(b, k, &mirrored);
       EXPECT_FALSE(mirrored);
+    }
+  }
+}
+
+// uint8 output: (B, H, W, C) as stored, flips mirror columns, images_to_float gives the float batch.
+TEST(IdxRoundTrip, Uint8OutputIsTheStoredBytes) {
+  ScratchDir dir("uint8");
+  auto src = data::make_synthetic_source(12, 5, 3, 4);
+  data::run_conversion(*src, options(dir / "out", 5));
+  auto ds = ShardedDataset::open(dir / "out");
+  for (bool flip : {false, true}) {
+    LoaderOptions o;
+    o.global_batch = 4;
+    o.workers = 2;
+    o.seed = 8;
+    o.flip = flip;
+    LoaderOptions f = o;
+    o.output = data::LoaderOutput::kUint8;
+    Loader bytes_loader(ds, o), float_loader(ds, f);
+    std::vector<uint8_t> hwc(static_cast<size_t>(ds->image_bytes()));
+    for (int step = 0; step < 6; ++step) {
+      Batch b = bytes_loader.next();
+      Batch fb = float_loader.next();
+      ASSERT_EQ(b.images.scalar_type(), torch::kUInt8);
+      ASSERT_EQ(b.images.sizes(), (c10::IntArrayRef{4, 5, 5, 3}));
+      EXPECT_TRUE(torch::allclose(images_to_float(b.images, torch::kCPU), fb.images, 0, 1e-6)) << "step " << step;
+      EXPECT_TRUE(torch::equal(b.labels, fb.labels));
+      auto acc = b.images.accessor<uint8_t, 4>();
+      for (int64_t k = 0; k < 4; ++k) {
+        ds->read_image(bytes_loader.sampler().global_index(b.position.epoch, b.position.index + k), hwc.data());
+        bool same = true, mirrored = true;
+        for (int y = 0; y < 5; ++y)
+          for (int x = 0; x < 5; ++x)
+            for (int c = 0; c < 3; ++c) {
+              same = same && acc[k][y][x][c] == hwc[static_cast<size_t>((y * 5 + x) * 3 + c)];
+              mirrored = mirrored && acc[k][y][x][c] == hwc[static_cast<size_t>((y * 5 + 4 - x) * 3 + c)];
+            }
+        EXPECT_TRUE(flip ? (same || mirrored) : same) << "step " << step << " sample " << k;
+      }
     }
   }
 }

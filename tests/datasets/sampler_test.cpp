@@ -248,6 +248,40 @@ TEST_F(LoaderResume, ResumeOnAnotherWorldSizeKeepsTheGlobalOrder) {
   }
 }
 
+// Batches handed out stay intact while the caller holds them (or only a view of them), however
+// many further batches are loaded; dropped ones may be recycled.
+TEST_F(LoaderResume, HeldBatchesAreNeverOverwritten) {
+  auto ds = dataset();
+  for (unsigned workers : {0u, 2u}) {
+    SCOPED_TRACE("workers " + std::to_string(workers));
+    Loader loader(ds, opts(workers));
+    std::vector<Batch> held;
+    std::vector<torch::Tensor> copies, views, view_copies;
+    for (int i = 0; i < 12; ++i) {
+      Batch b = loader.next();
+      if (i % 3 == 0) {
+        copies.push_back(b.images.clone());
+        held.push_back(b);
+      } else if (i % 3 == 1) {
+        views.push_back(b.images[1]);
+        view_copies.push_back(b.images[1].clone());
+      }
+    }
+    for (size_t k = 0; k < held.size(); ++k)
+      EXPECT_TRUE(torch::equal(held[k].images, copies[k])) << "held batch " << k << " was overwritten";
+    for (size_t k = 0; k < views.size(); ++k)
+      EXPECT_TRUE(torch::equal(views[k], view_copies[k])) << "view " << k << " was overwritten";
+    // And every batch equals a fresh loader's, whose batches are cloned at once.
+    Loader fresh(ds, opts(0));
+    for (int i = 0; i < 12; ++i) {
+      torch::Tensor expected = fresh.next().images.clone();
+      if (i % 3 == 0) {
+        EXPECT_TRUE(torch::equal(held[static_cast<size_t>(i / 3)].images, expected)) << "batch " << i;
+      }
+    }
+  }
+}
+
 TEST_F(LoaderResume, WorkerCountDoesNotChangeBatches) {
   auto ds = dataset();
   Loader a(ds, opts(0)), b(ds, opts(1)), c(ds, opts(4));
