@@ -69,6 +69,11 @@ Image decode_jpeg(const uint8_t* bytes, size_t size, int want) {
   cinfo.err = jpeg_std_error(&err.mgr);
   err.mgr.error_exit = jpeg_error_exit;
   err.mgr.output_message = [](j_common_ptr) {};
+  // libjpeg only warns about corrupt or truncated data (and fills the rest with gray): a warning makes
+  // the record bad, as PIL's "image file is truncated" does.
+  err.mgr.emit_message = [](j_common_ptr c, int level) {
+    if (level < 0) jpeg_error_exit(c);
+  };
   std::vector<uint8_t> buf;
   if (setjmp(err.jump)) {
     jpeg_destroy_decompress(&cinfo);

@@ -292,3 +292,20 @@ TEST(LsunConvert, LimitAndMissingDatabase) {
 
 }  // namespace
 }  // namespace gantry::testing
+
+namespace gantry::testing {
+namespace {
+
+// A JPEG cut short inside its image data is a bad record, not an image with a gray bottom.
+TEST(ImageDecode, TruncatedJpegIsRejected) {
+  data::Image img{48, 64, 3, std::vector<uint8_t>(48 * 64 * 3)};
+  for (size_t i = 0; i < img.pixels.size(); ++i) img.pixels[i] = static_cast<uint8_t>((i * 37) % 251);
+  std::string jpeg = data::encode_jpeg(img, 90);
+  auto whole = data::decode_image(reinterpret_cast<const uint8_t*>(jpeg.data()), jpeg.size(), 3);
+  EXPECT_EQ(whole.height, 48);
+  std::string cut = jpeg.substr(0, jpeg.size() * 2 / 3);
+  EXPECT_THROW(data::decode_image(reinterpret_cast<const uint8_t*>(cut.data()), cut.size(), 3), std::runtime_error);
+}
+
+}  // namespace
+}  // namespace gantry::testing
