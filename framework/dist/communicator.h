@@ -1,0 +1,90 @@
+// Communicator: the one interface for collectives over the ranks of a job — in-place all-reduce (sync
+// and async), broadcast, all-gather, barrier — and small control-plane agreements (any, max, min).
+// Model and recipe code see only this interface; make_communicator() picks the backend:
+//   mpi          CPU tensors; collectives run in issue order on a communication thread, so an async
+//                all-reduce overlaps compute (a thread that waits runs queued ones itself)
+//   nccl         CUDA tensors on its own stream (built only when CMake sets GANTRY_HAVE_NCCL)
+//   world-of-one no MPI at all: a run without mpirun, and unit tests
+// Collectives are matched by call order: every rank must issue the same sequence. A collective that
+// waits longer than CommOptions::timeout_s aborts the job with one line naming the ranks that never
+// arrived (MPI: rendezvous.h; NCCL: arrival_monitor.h).
+// Adding a backend: implement Communicator in dist/<name>_communicator.cpp, let CMake pick the file,
+// and add its name to make_communicator().
+#pragma once
+
+#include <torch/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "dist/dist_context.h"
+
+namespace gantry {
+
+enum class ReduceOp { kSum, kAverage };  // kAverage: the sum divided by the world size
+
+enum class Backend { kWorldOfOne, kMpi, kNccl };
+const char* backend_name(Backend backend);  // "world-of-one", "mpi", "nccl"
+
+// Handle of an asynchronous collective. wait() returns once the caller may use the result (MPI: the
+// buffer holds it; NCCL: the caller's current CUDA stream is ordered after the collective, no host
+// sync) and rethrows the collective's error, if any. wait() may be called more than once.
+class Work {
+ public:
+  virtual ~Work() = default;
+  virtual void wait() = 0;
+};
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  Communicator() = default;
+  Communicator(const Communicator&) = delete;
+  Communicator& operator=(const Communicator&) = delete;
+
+  virtual Backend backend() const = 0;
+  virtual const DistContext& context() const = 0;
+  int rank() const { return context().rank; }
+  int world_size() const { return context().world_size; }
+
+  // In place on a contiguous buffer (float32, float16, bfloat16 or float64) of any size, 0 included;
+  // the buffer must stay untouched until wait() returns. Same numel and dtype on every rank.
+  virtual std::shared_ptr<Work> all_reduce_async(const torch::Tensor& buffer, ReduceOp op) = 0;
+  void all_reduce(const torch::Tensor& buffer, ReduceOp op) { all_reduce_async(buffer, op)->wait(); }
+
+  // Root's `buffer` copied into every rank's (any dtype, contiguous, same size everywhere).
+  virtual void broadcast(const torch::Tensor& buffer, int root) = 0;
+  // Every rank's `input` (same shape and dtype everywhere) stacked in rank order: (world, *input.shape).
+  virtual torch::Tensor all_gather(const torch::Tensor& input) = 0;
+  virtual void barrier() = 0;
+
+  // Control plane: small agreements between the hosts.
+  bool any(bool flag) { return agree(flag ? 1 : 0, Agreement::kMax) != 0; }  // "does any rank want to stop?"
+  bool all(bool flag) { return agree(flag ? 1 : 0, Agreement::kMin) != 0; }
+  int64_t max(int64_t value) { return agree(value, Agreement::kMax); }
+  int64_t min(int64_t value) { return agree(value, Agreement::kMin); }
+
+ protected:
+  enum class Agreement { kMax, kMin };
+  virtual int64_t agree(int64_t value, Agreement how) = 0;
+};
+
+struct CommOptions {
+  torch::Device device = torch::kCPU;  // where the gradients live: a CUDA device selects NCCL under "auto"
+  double timeout_s = 600;              // dist.timeout_s: longest wait in one collective before the job aborts
+};
+
+// backend: "auto" | "mpi" | "nccl" (the value of dist.backend). "auto" is world-of-one when MPI is not
+// initialised or the world has one rank, else NCCL for a CUDA device when built with it, else MPI.
+// Unknown names, "nccl" in a build without NCCL or on a CPU device, and "mpi" with a CUDA device throw
+// UsageError("dist.backend: ..."). "mpi" needs a live MpiRuntime.
+std::unique_ptr<Communicator> make_communicator(const std::string& backend, const CommOptions& options = {});
+
+// The world-of-one backend directly (unit tests, tools).
+std::unique_ptr<Communicator> make_world_of_one(const DistContext& ctx = {});
+
+// Whether this build has the NCCL backend (CMake found CUDA LibTorch and NCCL).
+bool nccl_built();
+
+}  // namespace gantry
