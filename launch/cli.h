@@ -12,6 +12,11 @@ using Args = std::vector<std::string>;
 int data_command(const Args& args);    // data convert | inspect | verify | bench
 int doctor_command(const Args& args);
 
-// Parses `args` with Boost.Program_options; prints help and returns false on --help.
-// Defined in cli.cpp so Boost stays out of this header.
+}  // namespace gantry::cli
+namespace gantry {
+class MpiRuntime;
+}
+namespace gantry::cli {
+int train_command(const Args& args, MpiRuntime& mpi);
+
 }  // namespace gantry::cli

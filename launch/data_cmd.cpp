@@ -43,23 +43,23 @@ int convert(const Args& args) {
   int64_t count = 0;
   uint64_t seed = 0;
   po::options_description desc("options");
-  desc.add_options()("help,h", "show this help")
-      ("format", po::value(&format)->required(), "input format: idx | lsun | folder | synthetic")
-      ("out", po::value(&o.out)->required(), "dataset directory to create")
-      ("images", po::value(&images), "idx: images file (.gz or plain)")
-      ("labels", po::value(&labels), "idx: labels file (optional)")
-      ("lmdb", po::value(&lmdb), "lsun: LMDB database directory")
-      ("root", po::value(&root), "folder: root of a tree of PNG/JPEG/WebP files")
-      ("count", po::value(&count), "synthetic: number of images")
-      ("seed", po::value(&seed)->default_value(0), "synthetic: seed")
-      ("shard-size", po::value(&o.shard_size)->default_value(10000), "images per shard")
-      ("resolution", po::value(&o.resolution), "center-crop to a square and area-resize to RxR (lsun default 64; others: native)")
-      ("channels", po::value(&o.channels)->default_value(3), "lsun/folder/synthetic: 1 (gray) or 3 (RGB)")
-      ("limit", po::value(&o.limit)->default_value(0), "convert at most N records (0: all)")
-      ("max-bad", po::value(&o.max_bad)->default_value(0.001), "fraction of undecodable records tolerated")
-      ("workers", po::value(&o.workers)->default_value(0), "decoding threads (0: all cores)")
-      ("force", po::bool_switch(&o.force), "replace an existing output directory")
-      ("quiet", "no progress output");
+  desc.add_options()("help,h", "show this help")("format", po::value(&format)->required(),
+                                                 "input format: idx | lsun | folder | synthetic")(
+      "out", po::value(&o.out)->required(), "dataset directory to create")(
+      "images", po::value(&images), "idx: images file (.gz or plain)")("labels", po::value(&labels),
+                                                                       "idx: labels file (optional)")(
+      "lmdb", po::value(&lmdb), "lsun: LMDB database directory")("root", po::value(&root),
+                                                                 "folder: root of a tree of PNG/JPEG/WebP files")(
+      "count", po::value(&count), "synthetic: number of images")("seed", po::value(&seed)->default_value(0),
+                                                                 "synthetic: seed")(
+      "shard-size", po::value(&o.shard_size)->default_value(10000), "images per shard")(
+      "resolution", po::value(&o.resolution),
+      "center-crop to a square and area-resize to RxR (lsun default 64; others: native)")(
+      "channels", po::value(&o.channels)->default_value(3), "lsun/folder/synthetic: 1 (gray) or 3 (RGB)")(
+      "limit", po::value(&o.limit)->default_value(0), "convert at most N records (0: all)")(
+      "max-bad", po::value(&o.max_bad)->default_value(0.001), "fraction of undecodable records tolerated")(
+      "workers", po::value(&o.workers)->default_value(0), "decoding threads (0: all cores)")(
+      "force", po::bool_switch(&o.force), "replace an existing output directory")("quiet", "no progress output");
   po::variables_map vm;
   if (!parse(args, desc, nullptr, vm,
              "usage: gantry data convert --format idx|lsun|folder|synthetic [format options] --out DIR [options]"))
@@ -82,7 +82,8 @@ int convert(const Args& args) {
   } else if (format == "synthetic") {
     if (count <= 0) throw UsageError("--count: required (positive) with --format synthetic");
     if (!vm.count("resolution")) throw UsageError("--resolution: required with --format synthetic");
-    source = data::make_synthetic_source(o.limit > 0 ? std::min(count, o.limit) : count, o.resolution, o.channels, seed);
+    source =
+        data::make_synthetic_source(o.limit > 0 ? std::min(count, o.limit) : count, o.resolution, o.channels, seed);
   } else {
     throw UsageError("--format: expected idx, lsun, folder or synthetic, got '" + format + "'");
   }
@@ -111,7 +112,8 @@ int inspect(const Args& args) {
   std::printf("count     %lld images\n", static_cast<long long>(m.count));
   std::printf("shape     [%lld, %lld, %lld] (H, W, C), uint8\n", static_cast<long long>(m.height),
               static_cast<long long>(m.width), static_cast<long long>(m.channels));
-  std::printf("shards    %zu (%s ... %s), %.1f MiB\n", m.shards.size(), m.shards.empty() ? "-" : m.shards.front().file.c_str(),
+  std::printf("shards    %zu (%s ... %s), %.1f MiB\n", m.shards.size(),
+              m.shards.empty() ? "-" : m.shards.front().file.c_str(),
               m.shards.empty() ? "-" : m.shards.back().file.c_str(), static_cast<double>(bytes) / (1 << 20));
   std::printf("labels    %s\n", m.has_labels ? "yes (int64)" : "no");
   std::printf("source    %s\n", m.source.c_str());
@@ -130,7 +132,8 @@ int verify(const Args& args) {
   if (!parse(args, desc, &pos, vm, "usage: gantry data verify DIR   (exit 0: clean, 3: the first bad file is named)"))
     return 0;
   int64_t n = data::verify_dataset(dir, !vm.count("quiet"));
-  std::printf("%s: ok (%lld images, checksums and structure match the manifest)\n", dir.c_str(), static_cast<long long>(n));
+  std::printf("%s: ok (%lld images, checksums and structure match the manifest)\n", dir.c_str(),
+              static_cast<long long>(n));
   return 0;
 }
 
@@ -157,17 +160,16 @@ int bench(const Args& args) {
   int64_t steps = 0;
   double seconds = 0;
   po::options_description desc("options");
-  desc.add_options()("help,h", "show this help")("dir", po::value(&dir)->required(), "dataset directory")
-      ("batch", po::value(&o.global_batch)->default_value(256), "batch size")
-      ("workers", po::value(&o.workers)->default_value(2), "loader threads")
-      ("prefetch", po::value(&o.prefetch)->default_value(4), "batches in flight")
-      ("flip", po::bool_switch(&o.flip), "random horizontal flips")
-      ("no-shuffle", "read in dataset order")
-      ("uint8", "deliver uint8 NHWC batches (no float conversion: what a GPU run uses)")
-      ("steps", po::value(&steps)->default_value(0), "batches to time (0: one epoch, at most --seconds)")
-      ("seconds", po::value(&seconds)->default_value(20.0), "stop timing after this long")
-      ("seed", po::value(&o.seed)->default_value(0), "shuffle seed")
-      ("raw", "first time a sequential read of all shard files (twice: the first pass warms the page cache)");
+  desc.add_options()("help,h", "show this help")("dir", po::value(&dir)->required(), "dataset directory")(
+      "batch", po::value(&o.global_batch)->default_value(256), "batch size")(
+      "workers", po::value(&o.workers)->default_value(2), "loader threads")(
+      "prefetch", po::value(&o.prefetch)->default_value(4), "batches in flight")(
+      "flip", po::bool_switch(&o.flip), "random horizontal flips")("no-shuffle", "read in dataset order")(
+      "uint8", "deliver uint8 NHWC batches (no float conversion: what a GPU run uses)")(
+      "steps", po::value(&steps)->default_value(0), "batches to time (0: one epoch, at most --seconds)")(
+      "seconds", po::value(&seconds)->default_value(20.0), "stop timing after this long")(
+      "seed", po::value(&o.seed)->default_value(0), "shuffle seed")(
+      "raw", "first time a sequential read of all shard files (twice: the first pass warms the page cache)");
   po::positional_options_description pos;
   pos.add("dir", 1);
   po::variables_map vm;
@@ -179,7 +181,8 @@ int bench(const Args& args) {
   if (vm.count("raw")) {
     raw_read_mb_per_s(*ds);
     raw = raw_read_mb_per_s(*ds);
-    std::printf("raw sequential read: %.1f MB/s (%.0f images/s)\n", raw, raw * 1e6 / static_cast<double>(ds->image_bytes()));
+    std::printf("raw sequential read: %.1f MB/s (%.0f images/s)\n", raw,
+                raw * 1e6 / static_cast<double>(ds->image_bytes()));
   }
   data::Loader loader(ds, o);
   if (steps <= 0) steps = loader.sampler().steps_per_epoch();
@@ -197,10 +200,11 @@ int bench(const Args& args) {
   }
   double images = static_cast<double>(done * o.global_batch);
   double mb = images * static_cast<double>(ds->image_bytes()) / 1e6;
-  std::printf("loader: %.0f images/s, %.1f MB/s (uint8 source bytes), %lld batches of %lld, workers %u, prefetch %u, "
-              "shuffle %s, output %s, %.2f s\n",
-              images / el, mb / el, static_cast<long long>(done), static_cast<long long>(o.global_batch), o.workers,
-              o.prefetch, o.shuffle ? "on" : "off", vm.count("uint8") ? "uint8 NHWC" : "float NCHW", el);
+  std::printf(
+      "loader: %.0f images/s, %.1f MB/s (uint8 source bytes), %lld batches of %lld, workers %u, prefetch %u, "
+      "shuffle %s, output %s, %.2f s\n",
+      images / el, mb / el, static_cast<long long>(done), static_cast<long long>(o.global_batch), o.workers, o.prefetch,
+      o.shuffle ? "on" : "off", vm.count("uint8") ? "uint8 NHWC" : "float NCHW", el);
   if (raw > 0) std::printf("loader / raw: %.1f%%\n", 100.0 * mb / el / raw);
   struct rusage ru {};
   getrusage(RUSAGE_SELF, &ru);

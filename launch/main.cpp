@@ -7,6 +7,7 @@
 
 #include "cli.h"
 #include "core/errors.h"
+#include "dist/mpi_runtime.h"
 
 namespace {
 
@@ -14,6 +15,7 @@ const char* kUsage =
     "usage: gantry <command> [options]\n"
     "\n"
     "commands:\n"
+    "  train          train a recipe: gantry train --config experiments/NAME.ini [--section.key value ...]\n"
     "  data convert   convert idx / LSUN LMDB / image folders into HDF5 shards\n"
     "  data inspect   print a dataset's count, shape, shards, labels and source\n"
     "  data verify    recheck every shard's checksum and structure\n"
@@ -38,6 +40,18 @@ int main(int argc, char** argv) {
   std::string command = argv[1];
   gantry::cli::Args args(argv + 2, argv + argc);
   try {
+    if (command == "train") {
+      // MPI for the whole run. Configuration, data and checkpoint errors are the same on every rank:
+      // rank 0 reports them. An error on some ranks only leaves the others in a collective, which the
+      // communicator's watchdog ends after dist.timeout_s, naming the missing ranks.
+      gantry::MpiRuntime mpi(argc, argv);
+      try {
+        return gantry::cli::train_command(args, mpi);
+      } catch (const gantry::Error& e) {
+        if (mpi.context().rank == 0) return fail(e.code(), e.what());
+        return static_cast<int>(e.code());
+      }
+    }
     if (command == "data") return gantry::cli::data_command(args);
     if (command == "doctor") return gantry::cli::doctor_command(args);
     return fail(gantry::ExitCode::kUsage, "unknown command '" + command + "' (see gantry --help)");

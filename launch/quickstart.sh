@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # launch/quickstart.sh — the main job on the embedded default: set up, convert Fashion-MNIST (train and
-# t10k, from Debian's dataset-fashion-mnist) into HDF5 shards under data/, and show what was written.
+# t10k, from Debian's dataset-fashion-mnist) into HDF5 shards under data/, and train the VAE on 2 ranks
+# (experiments/vae_fashion_mnist.ini, 10 epochs). Re-running resumes or finds the run complete.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bash "$here/launch/setup.sh"
@@ -14,5 +15,13 @@ for split in train t10k; do
       --labels "$src/$split-labels-idx1-ubyte.gz" --out "data/fashion-mnist/$split"
   fi
 done
-"$gantry" data verify data/fashion-mnist/train --quiet
 "$gantry" data inspect data/fashion-mnist/train
+bash "$here/launch/mpirun.sh" 2 --config experiments/vae_fashion_mnist.ini --run-dir runs/vae_fashion_mnist
+cat <<TXT
+
+Run directory: runs/vae_fashion_mnist
+  samples/step-*.png         sample grids; samples/recon-step-*.png originals and reconstructions
+  metrics.jsonl              one JSON object per logged step (loss, recon, kl, images/s) and the held-out ELBO
+  checkpoints/step-*/        networks and optimizer (torch.jit.load-able), RNG states, manifest; LATEST names the newest
+  logs/rank-*.log            per-rank events (resume, checkpoints, stalls)
+TXT

@@ -8,8 +8,9 @@ namespace gantry {
 
 using Clock = std::chrono::steady_clock;
 
-Progress::Progress(std::string label, uint64_t total, std::string unit, FILE* out, bool enabled)
-    : label_(std::move(label)), unit_(std::move(unit)), total_(total), out_(out), enabled_(enabled),
+Progress::Progress(std::string label, uint64_t total, std::string unit, FILE* out, bool enabled, uint64_t initial)
+    : label_(std::move(label)), unit_(std::move(unit)), total_(total), done_(initial), initial_(initial), out_(out),
+      enabled_(enabled),
       tty_(isatty(fileno(out)) != 0), start_(Clock::now()), last_draw_(start_) {}
 
 Progress::~Progress() {
@@ -61,7 +62,7 @@ void Progress::draw(bool final_line) {
   if (!final_line && since < (tty_ ? 0.1 : 10.0)) return;
   last_draw_ = now;
   double el = std::chrono::duration<double>(now - start_).count();
-  double rate = el > 0 ? static_cast<double>(done_) / el : 0.0;
+  double rate = el > 0 && done_ >= initial_ ? static_cast<double>(done_ - initial_) / el : 0.0;
   char line[512];
   if (total_ > 0) {
     double frac = std::min(1.0, static_cast<double>(done_) / static_cast<double>(total_));

@@ -13,7 +13,9 @@ namespace gantry {
 class Progress {
  public:
   // total == 0: unknown total (no ETA). `unit` e.g. "images". Writes to `out` (stderr by default).
-  Progress(std::string label, uint64_t total, std::string unit, FILE* out = stderr, bool enabled = true);
+  // `initial`: work already done before this run (a resumed run), excluded from the rate.
+  Progress(std::string label, uint64_t total, std::string unit, FILE* out = stderr, bool enabled = true,
+           uint64_t initial = 0);
   ~Progress();
   void advance(uint64_t n, const std::string& note = "");
   void set(uint64_t done, const std::string& note = "");
@@ -26,7 +28,7 @@ class Progress {
   void draw(bool final_line);
 
   std::string label_, unit_, note_;
-  uint64_t total_, done_ = 0;
+  uint64_t total_, done_ = 0, initial_ = 0;
   FILE* out_;
   bool enabled_, tty_, finished_ = false;
   std::chrono::steady_clock::time_point start_, last_draw_;

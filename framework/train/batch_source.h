@@ -17,17 +17,21 @@ struct DataPosition {
 };
 
 struct Batch {
-  torch::Tensor images;  // (B, C, H, W) float32 in [-1, 1], or (B, H, W, C) uint8 as stored (see
-                         // images_to_float); B = this rank's share of the global batch
-  torch::Tensor labels;  // (B) int64; undefined when the dataset has none
-  DataPosition position; // of this batch's first sample
+  torch::Tensor images;   // (B, C, H, W) float32 in [-1, 1], or (B, H, W, C) uint8 as stored (see
+                          // images_to_float); B = this rank's share of the global batch
+  torch::Tensor labels;   // (B) int64; undefined when the dataset has none
+  DataPosition position;  // of this batch's first sample
 };
 
 // Model input from a batch's images on `device`: float (B, C, H, W) passes through; uint8 (B, H, W, C)
 // is moved first (4x fewer bytes) and converted there to float in [-1, 1].
 inline torch::Tensor images_to_float(const torch::Tensor& images, const torch::Device& device) {
   if (images.scalar_type() != torch::kUInt8) return images.to(device);
-  return images.to(device, /*non_blocking=*/true).permute({0, 3, 1, 2}).to(torch::kFloat32).mul_(2.0 / 255.0).sub_(1.0)
+  return images.to(device, /*non_blocking=*/true)
+      .permute({0, 3, 1, 2})
+      .to(torch::kFloat32)
+      .mul_(2.0 / 255.0)
+      .sub_(1.0)
       .contiguous();
 }
 
@@ -37,6 +41,8 @@ class BatchSource {
   virtual Batch next() = 0;
   // Position of the next batch next() will return (what a checkpoint stores).
   virtual DataPosition position() const = 0;
+  // Steps in one epoch (0: unknown / endless).
+  virtual int64_t steps_per_epoch() const { return 0; }
 };
 
 }  // namespace gantry

@@ -30,7 +30,15 @@ ScratchDir::~ScratchDir() {
   fs::remove_all(path_, ec);
 }
 
+void prepare_child_environment() {
+  setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 0);
+  setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 0);
+  setenv("OMPI_MCA_rmaps_base_oversubscribe", "1", 0);
+  setenv("OMP_NUM_THREADS", "1", 0);
+}
+
 CommandResult run_command(const std::string& command_line) {
+  prepare_child_environment();
   CommandResult r;
   FILE* p = popen((command_line + " 2>&1").c_str(), "r");
   if (!p) throw std::runtime_error("popen failed: " + command_line);

@@ -24,6 +24,10 @@ struct CommandResult {
   std::string output;  // stdout and stderr together
 };
 
+// Exports what child processes need in tests (Open MPI as root in containers and CI, one OpenMP
+// thread); run_command() calls it, tests that spawn processes another way call it first.
+void prepare_child_environment();
+
 // Runs a shell command line, capturing its output and exit code.
 CommandResult run_command(const std::string& command_line);
 // Runs `gantry <args>`.

@@ -1,0 +1,15 @@
+// The one list of recipes: adding a recipe adds one line here (and its folder under models/).
+#include "recipes.h"
+
+#include "vae/vae_recipe.h"
+
+namespace gantry::cli {
+
+const std::vector<RecipeInfo>& all_recipes() {
+  static const std::vector<RecipeInfo> recipes = {
+      vae::recipe_info(),
+  };
+  return recipes;
+}
+
+}  // namespace gantry::cli

@@ -1,0 +1,304 @@
+// End-to-end tests of `gantry train` (VAE on a slice of Fashion-MNIST): exact resume, signals, a killed
+// rank, a corrupt checkpoint, 1 rank vs 2 ranks, and configuration errors.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <torch/optim/adam.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "checkpoint/checkpoint.h"
+#include "core/fs.h"
+#include "support/testing.h"
+#include "vae/vae_model.h"
+
+extern char** environ;
+
+namespace gantry {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::run_command;
+using testing::ScratchDir;
+
+const std::string kGantry = GANTRY_BIN;
+const std::string kMpirun = std::string(MPIEXEC) + " --oversubscribe";
+constexpr int kSteps = 1500;
+
+// A process in the background (sh -c), output to a file.
+class Background {
+ public:
+  explicit Background(const std::string& cmd) {
+    std::string line = cmd;
+    const char* argv[] = {"/bin/sh", "-c", line.c_str(), nullptr};
+    if (posix_spawn(&pid_, "/bin/sh", nullptr, nullptr, const_cast<char* const*>(argv), environ) != 0) pid_ = -1;
+  }
+  ~Background() {
+    if (pid_ > 0 && !done_) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+  }
+  // Exit code, or -1 when still running after `seconds`.
+  int wait(double seconds) {
+    auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+    while (std::chrono::steady_clock::now() < end) {
+      int status = 0;
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        done_ = true;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return -1;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  bool done_ = false;
+};
+
+class TrainCli : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    scratch_ = new ScratchDir("train");
+    // 6000 training and 1000 held-out images keep each run to seconds.
+    const std::string src = "/usr/share/datasets/fashion-mnist/";
+    auto a =
+        run_command(kGantry + " data convert --quiet --format idx --limit 6000 --images " + src +
+                    "train-images-idx3-ubyte.gz --labels " + src + "train-labels-idx1-ubyte.gz --out " + data("train"));
+    auto b =
+        run_command(kGantry + " data convert --quiet --format idx --limit 1000 --images " + src +
+                    "t10k-images-idx3-ubyte.gz --labels " + src + "t10k-labels-idx1-ubyte.gz --out " + data("t10k"));
+    ASSERT_EQ(a.exit_code, 0) << a.output;
+    ASSERT_EQ(b.exit_code, 0) << b.output;
+    // The uninterrupted reference: 2 ranks, kSteps steps.
+    auto r = run_command(train_cmd(2, "ref", kSteps));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+  }
+  static void TearDownTestSuite() { delete scratch_; }
+
+  static std::string data(const std::string& split) { return *scratch_ / ("fm-" + split); }
+  static std::string run_dir(const std::string& name) { return *scratch_ / ("run-" + name); }
+  static std::string train_cmd(int ranks, const std::string& run, int64_t steps, const std::string& extra = "") {
+    std::string base = kGantry + " train --config " + std::string(GANTRY_SOURCE_DIR) +
+                       "/experiments/vae_fashion_mnist.ini --data.path " + data("train") + " --data.eval_path " +
+                       data("t10k") + " --run-dir " + run_dir(run) + " --train.steps " + std::to_string(steps) +
+                       " --train.batch_size 32 --train.threads 1 --train.log_every 20 --train.checkpoint_every 200"
+                       " --train.sample_every 300 --train.eval_every 700 --train.eval_batches 4 " +
+                       extra;
+    return ranks == 1 ? base : kMpirun + " -n " + std::to_string(ranks) + " " + base;
+  }
+  // Checksum of a network archive in the newest checkpoint of a run.
+  static std::string final_checksum(const std::string& run, const std::string& file = "vae.pt") {
+    auto dirs = list_checkpoints(run_dir(run));
+    if (dirs.empty()) return "none";
+    auto j = nlohmann::json::parse(read_file(dirs.front() + "/manifest.json"));
+    return j["step"].dump() + ":" + j["files"][file]["checksum"].get<std::string>();
+  }
+  static int64_t latest_step(const std::string& run) {
+    auto dirs = list_checkpoints(run_dir(run));
+    return dirs.empty() ? -1 : nlohmann::json::parse(read_file(dirs.front() + "/manifest.json"))["step"].get<int64_t>();
+  }
+  // Pid of one rank process of a run (not mpirun).
+  static pid_t rank_pid(const std::string& run) {
+    auto r = run_command("pgrep -f '^" + kGantry + " train .*" + run_dir(run) + " ' | head -n 1");
+    return static_cast<pid_t>(std::atoi(r.output.c_str()));
+  }
+  static bool wait_for_checkpoint(const std::string& run, double seconds) {
+    auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+    while (std::chrono::steady_clock::now() < end) {
+      if (latest_step(run) > 0) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return false;
+  }
+
+  static ScratchDir* scratch_;
+};
+ScratchDir* TrainCli::scratch_ = nullptr;
+
+TEST_F(TrainCli, RunDirectoryHasWhatTheContractSays) {
+  fs::path run = run_dir("ref");
+  for (const char* p : {"config.ini", "metrics.jsonl", "checkpoints/LATEST", "logs/rank-0.log", "logs/rank-1.log",
+                        "samples/step-00000300.png", "samples/step-00001500.png"})
+    EXPECT_TRUE(fs::exists(run / p)) << p;
+  EXPECT_EQ(read_file((run / "checkpoints/LATEST").string()), "step-00001500\n");
+  // keep_last 3: 1100? no — 1000, 1200, 1400 … newest three of the 200-step cadence plus the final one.
+  auto dirs = list_checkpoints(run.string());
+  ASSERT_EQ(dirs.size(), 3u);
+  EXPECT_EQ(fs::path(dirs[0]).filename(), "step-00001500");
+  EXPECT_EQ(fs::path(dirs[1]).filename(), "step-00001400");
+  // metrics.jsonl: a record per logged step with the contract's keys, and held-out evaluations.
+  std::ifstream in(run / "metrics.jsonl");
+  std::string line;
+  int train_lines = 0, eval_lines = 0;
+  double first_loss = 0, last_loss = 0;
+  while (std::getline(in, line)) {
+    auto j = nlohmann::json::parse(line);
+    if (j.contains("eval_loss")) {
+      ++eval_lines;
+      EXPECT_GT(j["eval_bits_per_dim"].get<double>(), 0.0);
+      continue;
+    }
+    for (const char* k : {"step", "epoch", "time", "images_per_s", "lr", "loss"}) EXPECT_TRUE(j.contains(k)) << line;
+    if (train_lines++ == 0) first_loss = j["loss"];
+    last_loss = j["loss"];
+  }
+  EXPECT_EQ(train_lines, kSteps / 20);
+  EXPECT_EQ(eval_lines, 3);  // steps 700, 1400 and the end
+  EXPECT_LT(last_loss, first_loss - 50) << "the VAE should learn: negative ELBO falls";
+  // Python-readable archives are checked by torch.jit.load in the README; here: C++ loads them back.
+  vae::Vae model(vae::VaeOptions{});
+  load_from_file(model.ptr(), (run / "checkpoints/step-00001500/vae.pt").string());
+}
+
+TEST_F(TrainCli, ResumeAtTheSameWorldSizeIsBitExact) {
+  ASSERT_EQ(run_command(train_cmd(2, "split", 600)).exit_code, 0);
+  auto r = run_command(train_cmd(2, "split", kSteps));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("resumed from"), std::string::npos);
+  EXPECT_EQ(final_checksum("split"), final_checksum("ref"));
+  // Optimizer archives key their state by tensor address, so compare the Adam state itself.
+  vae::Vae a(vae::VaeOptions{}), b(vae::VaeOptions{});
+  torch::optim::Adam oa(a->parameters()), ob(b->parameters());
+  load_from_file(oa, run_dir("split") + "/checkpoints/step-00001500/adam.optim.pt");
+  load_from_file(ob, run_dir("ref") + "/checkpoints/step-00001500/adam.optim.pt");
+  auto pa = a->parameters(), pb = b->parameters();
+  for (size_t i = 0; i < pa.size(); ++i) {
+    auto& sa =
+        static_cast<torch::optim::AdamParamState&>(*oa.state().at(c10::guts::to_string(pa[i].unsafeGetTensorImpl())));
+    auto& sb =
+        static_cast<torch::optim::AdamParamState&>(*ob.state().at(c10::guts::to_string(pb[i].unsafeGetTensorImpl())));
+    EXPECT_EQ(sa.step(), kSteps);
+    EXPECT_TRUE(torch::equal(sa.exp_avg(), sb.exp_avg())) << "parameter " << i;
+    EXPECT_TRUE(torch::equal(sa.exp_avg_sq(), sb.exp_avg_sq())) << "parameter " << i;
+  }
+}
+
+TEST_F(TrainCli, SigtermOnOneRankCheckpointsExits75AndResumesExactly) {
+  Background job(train_cmd(2, "term", kSteps) + " > " + run_dir("term") + ".out 2>&1");
+  ASSERT_TRUE(wait_for_checkpoint("term", 60));
+  pid_t pid = rank_pid("term");
+  ASSERT_GT(pid, 0);
+  kill(pid, SIGTERM);
+  int code = job.wait(60);
+  EXPECT_EQ(code, 75) << testing::read_bytes(run_dir("term") + ".out");
+  int64_t stopped_at = latest_step("term");
+  EXPECT_GT(stopped_at, 0);
+  EXPECT_LT(stopped_at, kSteps);
+  auto r = run_command(train_cmd(2, "term", kSteps));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(final_checksum("term"), final_checksum("ref"));
+}
+
+TEST_F(TrainCli, KilledRankEndsTheJobAndResumeAutoCompletesIt) {
+  Background job(train_cmd(2, "kill", kSteps) + " > " + run_dir("kill") + ".out 2>&1");
+  ASSERT_TRUE(wait_for_checkpoint("kill", 60));
+  pid_t pid = rank_pid("kill");
+  ASSERT_GT(pid, 0);
+  auto t0 = std::chrono::steady_clock::now();
+  kill(pid, SIGKILL);
+  int code = job.wait(60);
+  double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_NE(code, 0);
+  EXPECT_NE(code, -1) << "job still running 60 s after a rank died";
+  EXPECT_LT(took, 60.0);
+  EXPECT_LT(latest_step("kill"), kSteps);
+  auto r = run_command(train_cmd(2, "kill", kSteps));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(final_checksum("kill"), final_checksum("ref"));
+}
+
+TEST_F(TrainCli, CorruptNewestCheckpointFallsBackToTheOneBefore) {
+  ASSERT_EQ(run_command(train_cmd(1, "corrupt", 400)).exit_code, 0);
+  // Flip one byte of the newest checkpoint's network archive (size unchanged).
+  std::string victim = run_dir("corrupt") + "/checkpoints/step-00000400/vae.pt";
+  std::string bytes = testing::read_bytes(victim);
+  bytes[bytes.size() / 2] ^= 0x5A;
+  testing::write_bytes(victim, bytes);
+  auto r = run_command(train_cmd(1, "corrupt", 500));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("step-00000400/vae.pt: checksum"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("resumed from " + run_dir("corrupt") + "/checkpoints/step-00000200 at step 200"),
+            std::string::npos)
+      << r.output;
+  EXPECT_EQ(latest_step("corrupt"), 500);
+  // An explicit --resume of a corrupt checkpoint is an error (exit 4), not a silent fresh start.
+  std::string newest = run_dir("corrupt") + "/checkpoints/step-00000500";
+  std::string nb = testing::read_bytes(newest + "/vae.pt");
+  nb[nb.size() / 3] ^= 0x11;
+  testing::write_bytes(newest + "/vae.pt", nb);
+  auto t0 = std::chrono::steady_clock::now();
+  auto e = run_command(train_cmd(2, "corrupt2", 600, "--resume " + newest + " --dist.timeout_s 60"));
+  EXPECT_EQ(e.exit_code, 4) << e.output;
+  EXPECT_NE(e.output.find("gantry: error: " + newest + "/vae.pt: checksum"), std::string::npos) << e.output;
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 30.0)
+      << "every rank must stop with rank 0's error, not wait for a collective";
+}
+
+TEST_F(TrainCli, OneRankWithBatchBMatchesTwoRanksWithHalfEach) {
+  ASSERT_EQ(run_command(train_cmd(1, "w1", 10, "--train.batch_size 64")).exit_code, 0);
+  ASSERT_EQ(run_command(train_cmd(2, "w2", 10, "--train.batch_size 64")).exit_code, 0);
+  vae::Vae a(vae::VaeOptions{}), b(vae::VaeOptions{});
+  load_from_file(a.ptr(), run_dir("w1") + "/checkpoints/step-00000010/vae.pt");
+  load_from_file(b.ptr(), run_dir("w2") + "/checkpoints/step-00000010/vae.pt");
+  auto pa = a->named_parameters(), pb = b->named_parameters();
+  ASSERT_EQ(pa.size(), pb.size());
+  for (const auto& p : pa) {
+    double diff = (p.value() - pb[p.key()]).abs().max().item<double>();
+    EXPECT_LT(diff, 1e-5) << p.key();
+  }
+}
+
+TEST_F(TrainCli, MicroBatchesAccumulateToTheSameStep) {
+  ASSERT_EQ(run_command(train_cmd(2, "m1", 10, "--train.batch_size 64")).exit_code, 0);
+  auto r = run_command(train_cmd(2, "m2", 10, "--train.batch_size 64 --train.micro_batches 4"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  vae::Vae a(vae::VaeOptions{}), b(vae::VaeOptions{});
+  load_from_file(a.ptr(), run_dir("m1") + "/checkpoints/step-00000010/vae.pt");
+  load_from_file(b.ptr(), run_dir("m2") + "/checkpoints/step-00000010/vae.pt");
+  auto pb = b->named_parameters();
+  double worst = 0;
+  for (const auto& p : a->named_parameters())
+    worst = std::max(worst, (p.value() - pb[p.key()]).abs().max().item<double>());
+  EXPECT_LT(worst, 1e-5);
+  // A wrong split (say, only the last micro-batch's gradient) moves the parameters by ~1e-3 in 10 steps.
+  auto bad = run_command(train_cmd(2, "m3", 10, "--train.batch_size 64 --train.micro_batches 3"));
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.output.find("train.micro_batches: 3 does not divide the per-rank batch 32"), std::string::npos)
+      << bad.output;
+}
+
+TEST_F(TrainCli, ConfigurationErrorsExitTwoWithOneLine) {
+  ScratchDir dir;
+  testing::write_bytes(dir / "bad.ini", "[train]\nstepz = 3\n");
+  auto unknown = run_command(kGantry + " train --config " + (dir / "bad.ini"));
+  EXPECT_EQ(unknown.exit_code, 2);
+  EXPECT_NE(unknown.output.find("gantry: error: " + (dir / "bad.ini") + ": unknown key 'train.stepz'"),
+            std::string::npos)
+      << unknown.output;
+  auto divide = run_command(train_cmd(2, "divide", 10, "--train.batch_size 63"));
+  EXPECT_EQ(divide.exit_code, 2);
+  EXPECT_NE(divide.output.find("train.batch_size: 63 does not divide by the world size 2"), std::string::npos)
+      << divide.output;
+  auto value = run_command(train_cmd(1, "value", 10, "--train.lr fast"));
+  EXPECT_EQ(value.exit_code, 2);
+  EXPECT_NE(value.output.find("train.lr: expected a number, got 'fast'"), std::string::npos) << value.output;
+  auto missing = run_command(train_cmd(1, "missing", 10, "--data.path /nonexistent"));
+  EXPECT_EQ(missing.exit_code, 3);
+  EXPECT_NE(missing.output.find("/nonexistent: no such dataset directory"), std::string::npos) << missing.output;
+  auto help = run_command(kGantry + " train --help");
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_NE(help.output.find("--vae.latent"), std::string::npos);
+  EXPECT_NE(help.output.find("--dist.bucket_mb"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace gantry
