@@ -25,6 +25,10 @@ H5Handle create_shard_file(const std::string& path, int64_t count, int64_t h, in
   H5Handle fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
   // 1.10 format: a fixed-size chunked dataset gets the Fixed Array index.
   H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_V110, H5F_LIBVER_LATEST);
+  // Images of whole pages (64x64x3 = 3 pages) start on a page boundary: a read touches exactly its own
+  // pages of the page cache. Other sizes stay packed (alignment would pad every image).
+  const hsize_t image_bytes = static_cast<hsize_t>(h * w * c);
+  if (image_bytes % 4096 == 0) H5Pset_alignment(fapl.get(), 4096, 4096);
   H5Handle file(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), H5Fclose);
   if (!file.valid()) throw std::runtime_error(at(path, "cannot create HDF5 file"));
 

@@ -114,12 +114,15 @@ ShardedDataset::Shard& ShardedDataset::opened(size_t s) const {
     const uint64_t img = static_cast<uint64_t>(manifest_.image_bytes());
     H5Handle dcpl(H5Dget_create_plist(images.get()), H5Pclose);
     bool fast = false;
-    uint64_t base = 0;
+    uint64_t base = 0, fast_stride = img;
     if (H5Pget_layout(dcpl.get()) == H5D_CHUNKED && H5Pget_nfilters(dcpl.get()) == 0) {
       hsize_t chunk[4] = {0, 0, 0, 0};
       H5Pget_chunk(dcpl.get(), 4, chunk);
       if (chunk[0] == 1 && chunk[1] == dims[1] && chunk[2] == dims[2] && chunk[3] == dims[3]) {
+        // Probe a few chunks: first, last and evenly between; the layout must be base + i*stride with
+        // stride >= one image (ShardWriter packs images, or page-aligns whole-page ones).
         fast = true;
+        uint64_t stride = img;
         int64_t probes = std::min<int64_t>(sh.count, 9);
         for (int64_t p = 0; p < probes && fast; ++p) {
           int64_t i = probes == 1 ? 0 : p * (sh.count - 1) / (probes - 1);
@@ -132,11 +135,19 @@ ShardedDataset::Shard& ShardedDataset::opened(size_t s) const {
             fast = false;
             break;
           }
-          if (p == 0) base = addr;
-          fast = addr == base + static_cast<uint64_t>(i) * img;
+          if (p == 0) {
+            base = addr;
+          } else if (p == 1) {
+            if (addr <= base || (addr - base) % static_cast<uint64_t>(i) != 0) fast = false;
+            else stride = (addr - base) / static_cast<uint64_t>(i);
+            fast = fast && stride >= img;
+          } else {
+            fast = addr == base + static_cast<uint64_t>(i) * stride;
+          }
         }
-        if (fast && base + static_cast<uint64_t>(sh.count) * img > info.bytes)
+        if (fast && base + static_cast<uint64_t>(sh.count - 1) * stride + img > info.bytes)
           throw DataError(at(path, "image chunks extend past the end of the file (truncated shard?)"));
+        fast_stride = stride;
       }
     }
     std::vector<int64_t> label_values;
@@ -159,7 +170,7 @@ ShardedDataset::Shard& ShardedDataset::opened(size_t s) const {
       sh.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
       if (sh.fd < 0) throw DataError(at(path, errno_text(errno)));
       sh.base = base;
-      sh.stride = img;
+      sh.stride = fast_stride;
     } else {
       sh.images = std::move(images);
       sh.file = std::move(file);
@@ -182,7 +193,8 @@ void ShardedDataset::read_image(int64_t index, uint8_t* dst) const {
   int64_t i = 0;
   Shard& sh = shard_for(index, &i);
   if (sh.fast) {
-    pread_all(sh.fd, dst, sh.stride, sh.base + static_cast<uint64_t>(i) * sh.stride, sh.path);
+    pread_all(sh.fd, dst, static_cast<size_t>(manifest_.image_bytes()), sh.base + static_cast<uint64_t>(i) * sh.stride,
+              sh.path);
     return;
   }
   silence_hdf5_errors();

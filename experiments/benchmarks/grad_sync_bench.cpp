@@ -11,6 +11,8 @@
 //   raw + avg  the same, then one pass dividing by the world size (what an average costs by hand)
 //   Communicator  one Communicator::all_reduce(kAverage) of the flat buffer
 //   GradSync   arm() + finish() with no backward: every bucket is averaged and reduced as it stands
+//   GradSync, loss pre-averaged  the same pass for a recipe that backpropagates average_loss(loss): the
+//              gradients arrive divided by the world size, so the sync is the bucketed sum alone
 // Bandwidths: algorithm bandwidth = bytes / time; bus bandwidth = algbw × 2(n−1)/n (as nccl-tests).
 // Last, a training-style step: forward+backward alone, with GradSync overlapping, with GradSync
 // launching everything in finish() (overlap = false), and followed by one raw all-reduce.
@@ -131,6 +133,7 @@ int main(int argc, char** argv) {
     torch::manual_seed(1 + ctx.rank);
     const torch::Tensor images = torch::randn({args.batch, 3, 64, 64});
     auto backward = [&] { d(images).mean().backward(); };
+    auto backward_prescaled = [&](gantry::GradSync& s) { s.average_loss(d(images).mean()).backward(); };
     if (root)
       std::printf(
           "grad_sync_bench: %d ranks, DCGAN discriminator, %lld parameters = %.2f MiB of float32 gradients, "
@@ -157,7 +160,12 @@ int main(int argc, char** argv) {
       sync.arm("D");
       backward();
       sync.finish("D");
-      const double error = (flat_grads(*d) - expected).abs().max().item<double>();
+      double error = (flat_grads(*d) - expected).abs().max().item<double>();
+      for (auto& p : d->parameters()) p.mutable_grad().zero_();
+      sync.arm("D");
+      backward_prescaled(sync);
+      sync.finish("D");
+      error = std::max(error, (flat_grads(*d) - expected).abs().max().item<double>());
       const double scale = expected.abs().max().item<double>();
       if (!(error <= 1e-5 * scale)) {
         std::fprintf(stderr, "grad_sync_bench: rank %d: GradSync result differs from MPI_Allreduce by %g\n", ctx.rank,
@@ -167,7 +175,8 @@ int main(int argc, char** argv) {
 
       // Timed: the sync alone (arm + finish with no backward reduces every bucket as it stands), and the
       // raw all-reduce, alternating.
-      std::vector<double> t_sync, t_raw, t_avg, t_comm;
+      std::vector<double> t_sync, t_raw, t_avg, t_comm, t_pre;
+      torch::Tensor one = torch::ones({});
       raw.copy_(expected);
       torch::Tensor by_hand = expected.clone(), through_comm = expected.clone();
       const float inverse = 1.0f / static_cast<float>(ctx.world_size);
@@ -178,6 +187,12 @@ int main(int argc, char** argv) {
         sync.arm("D");
         sync.finish("D");
         const double ts = slowest(seconds_since(start));
+        GANTRY_MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
+        start = Clock::now();
+        sync.arm("D");
+        sync.average_loss(one);  // what a recipe does to its loss before backward
+        sync.finish("D");
+        const double tp = slowest(seconds_since(start));
         GANTRY_MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
         start = Clock::now();
         GANTRY_MPI_CHECK(
@@ -194,7 +209,7 @@ int main(int argc, char** argv) {
         start = Clock::now();
         comm->all_reduce(through_comm, gantry::ReduceOp::kAverage);
         const double tc = slowest(seconds_since(start));
-        if (i >= 0) t_sync.push_back(ts), t_raw.push_back(tr), t_avg.push_back(ta), t_comm.push_back(tc);
+        if (i >= 0) t_sync.push_back(ts), t_raw.push_back(tr), t_avg.push_back(ta), t_comm.push_back(tc), t_pre.push_back(tp);
       }
       last_raw = median(t_raw);
       if (root) {
@@ -202,7 +217,7 @@ int main(int argc, char** argv) {
                     sync.bucket_bytes("D").size(), args.iters);
         auto row = [&](const char* name, const std::vector<double>& t) {
           const double m = median(t), b = best(t);
-          std::printf("  %-13s %7.3f ms (%7.3f)  algbw %5.2f GB/s  busbw %5.2f GB/s  %4.0f%% of raw (%4.0f%%)\n", name,
+          std::printf("  %-29s %7.3f ms (%7.3f)  algbw %5.2f GB/s  busbw %5.2f GB/s  %4.0f%% of raw (%4.0f%%)\n", name,
                       m * 1e3, b * 1e3, bytes / m / 1e9, bytes / m / 1e9 * bus, 100.0 * median(t_raw) / m,
                       100.0 * best(t_raw) / b);
         };
@@ -210,6 +225,7 @@ int main(int argc, char** argv) {
         row("raw + avg", t_avg);
         row("Communicator", t_comm);
         row("GradSync", t_sync);
+        row("GradSync, loss pre-averaged", t_pre);
       }
 
       // A training-style step with the last configuration: forward+backward alone; with GradSync

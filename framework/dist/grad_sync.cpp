@@ -94,6 +94,8 @@ struct GradSync::Group {
   std::vector<Bucket> buckets;
   size_t next_launch = 0;
   bool end_callback_queued = false;
+  bool prescaled = false;         // this pass's loss went through average_loss(): gradients arrive averaged
+  int accumulated_prescaled = -1; // while accumulating: whether the earlier passes were (-1: none yet)
   SyncTimeline timeline;
 };
 
@@ -208,6 +210,7 @@ void GradSync::arm(const std::string& name) {
   }
   g.next_launch = 0;
   g.end_callback_queued = false;
+  g.prescaled = false;
   g.timeline = SyncTimeline{};
   g.timeline.armed = Clock::now();
   g.timeline.bucket_launch.assign(g.buckets.size(), Clock::time_point{});
@@ -225,7 +228,7 @@ void GradSync::on_grad_ready(Group& g, size_t index) {
                            "' received a second gradient before finish(): run one backward per arm()/finish() "
                            "(sum the losses), or set_accumulating(true) for the earlier backward passes");
   p.ready = true;
-  p.scale_for_average(comm_.world_size());
+  if (!g.prescaled) p.scale_for_average(comm_.world_size());
   if (!g.end_callback_queued) {
     g.end_callback_queued = true;
     Group* group = &g;
@@ -258,10 +261,18 @@ void GradSync::finish(const std::string& name) {
     std::lock_guard<std::mutex> lock(mutex_);
     if (armed_ != &g) throw std::logic_error("GradSync: finish('" + name + "') without arm('" + name + "')");
     g.timeline.finish_start = Clock::now();
+    const int prescaled = g.prescaled ? 1 : 0;
+    if (g.accumulated_prescaled != -1 && g.accumulated_prescaled != prescaled) {
+      armed_ = nullptr;
+      throw std::logic_error("GradSync: group '" + name + "': micro-batches mix losses passed through "
+                             "average_loss() and losses that were not");
+    }
     if (accumulating_) {  // a micro-batch before the last: gradients stay local
+      g.accumulated_prescaled = prescaled;
       armed_ = nullptr;
       return;
     }
+    g.accumulated_prescaled = -1;
     // Parameters that got no gradient this pass: their bucket view is their gradient (zero if none).
     // Bucket by bucket, launching each as soon as it is complete, so the comm thread reduces bucket k
     // while this thread prepares bucket k+1.
@@ -270,7 +281,7 @@ void GradSync::finish(const std::string& name) {
         Group::Param& p = g.params[i];
         if (p.ready) continue;
         p.adopt_grad();
-        p.scale_for_average(comm_.world_size());
+        if (!g.prescaled) p.scale_for_average(comm_.world_size());
         p.ready = true;
         --b.pending;
       }
@@ -290,6 +301,14 @@ void GradSync::finish(const std::string& name) {
   }
   g.timeline.finish_end = Clock::now();
   if (error) std::rethrow_exception(error);
+}
+
+torch::Tensor GradSync::average_loss(const torch::Tensor& loss) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!armed_) throw std::logic_error("GradSync: average_loss() outside an arm()/finish() pass");
+  armed_->prescaled = true;
+  const int w = comm_.world_size();
+  return w == 1 ? loss : loss * (1.0 / w);
 }
 
 void GradSync::set_accumulating(bool accumulating) {

@@ -78,6 +78,12 @@ class GradSync {
   // every parameter's .grad holds the average over ranks. While accumulating, only ends the pass.
   void finish(const std::string& group);
 
+  // loss / world_size, for the armed pass's backward: the gradients then arrive already averaged and
+  // no pass over them is spent dividing (one scalar multiply instead of a multiply per gradient
+  // element; exact when the world size is a power of two). Without it, the hooks divide each gradient
+  // as it becomes ready. Use it for every micro-batch of an accumulation, or for none.
+  torch::Tensor average_loss(const torch::Tensor& loss);
+
   // true: hooks only accumulate locally (micro-batches before the last); set false before the last
   // micro-batch's backward, whose pass then reduces the accumulated gradients.
   void set_accumulating(bool accumulating);

@@ -70,7 +70,7 @@ class VaeRecipe : public Recipe {
       sync_.arm("vae");
       auto xs = x.narrow(0, k * m, m);
       auto terms = model_->elbo(xs, model_->forward(xs, noise.narrow(0, k * m, m)));
-      (terms.loss / static_cast<double>(micro_)).backward();
+      sync_.average_loss(terms.loss / static_cast<double>(micro_)).backward();
       sync_.finish("vae");
       loss += terms.loss.item<double>() / static_cast<double>(micro_);
       recon += terms.recon.item<double>() / static_cast<double>(micro_);

@@ -237,6 +237,49 @@ TEST(GradSync, TwoMicroBatchesEqualOneBigBatch) {
   EXPECT_LT(testing::max_param_diff(testing::grads_of(*net), testing::grads_of(*reference)), 1e-6);
 }
 
+// A loss passed through average_loss() gives the same averaged gradients as dividing them in the hooks
+// (bit-for-bit for power-of-two worlds), also across micro-batches; mixing the two styles is an error.
+TEST(GradSync, PreAveragedLossGivesTheSameGradients) {
+  auto comm = mpi_comm();
+  torch::manual_seed(11);
+  testing::ConvNet a;
+  torch::manual_seed(11);
+  testing::ConvNet b;
+  GradSync sync(*comm);
+  sync.add_group("A", {as_module(a)});
+  sync.add_group("B", {as_module(b)});
+  torch::manual_seed(110);
+  const int64_t batch = 8 * comm->world_size();
+  torch::Tensor x = my_rows(torch::randn({batch, 1, 8, 8}), *comm), y = my_rows(torch::randn({batch, 3}), *comm);
+  sync.arm("A");
+  torch::mse_loss(a(x), y).backward();
+  sync.finish("A");
+  for (int k = 0; k < 2; ++k) {  // the same gradient in two pre-averaged micro-batches
+    sync.set_accumulating(k == 0);
+    sync.arm("B");
+    sync.average_loss(torch::mse_loss(b(x.slice(0, 4 * k, 4 * k + 4)), y.slice(0, 4 * k, 4 * k + 4)).div(2)).backward();
+    sync.finish("B");
+  }
+  const double diff = testing::max_param_diff(testing::grads_of(*a), testing::grads_of(*b));
+  EXPECT_LT(diff, 1e-6);
+  if ((comm->world_size() & (comm->world_size() - 1)) == 0) {
+    // One big batch vs two micro-batches sums in another order; compare one pass each for bit-equality.
+    for (auto& p : b->parameters()) p.mutable_grad().zero_();
+    sync.arm("B");
+    sync.average_loss(torch::mse_loss(b(x), y)).backward();
+    sync.finish("B");
+    EXPECT_EQ(testing::max_param_diff(testing::grads_of(*a), testing::grads_of(*b)), 0.0);
+  }
+  sync.set_accumulating(true);
+  sync.arm("B");
+  sync.average_loss(torch::mse_loss(b(x), y)).backward();
+  sync.finish("B");
+  sync.set_accumulating(false);
+  sync.arm("B");
+  torch::mse_loss(b(x), y).backward();
+  EXPECT_THROW(sync.finish("B"), std::logic_error);
+}
+
 TEST(GradSync, ClipsTheAveragedGradients) {
   auto comm = mpi_comm();
   torch::manual_seed(11);
