@@ -76,14 +76,28 @@ void set_cpu_rng_state(const torch::Tensor& state) {
   std::lock_guard<std::mutex> lock(gen.mutex());
   gen.set_state(state);
 }
+// The training device's generator (CUDA runs): the same, through the device-generic context.
+torch::Tensor device_rng_state(const torch::Device& device) {
+  auto gen = at::globalContext().defaultGenerator(device);
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  return gen.get_state();
+}
+void set_device_rng_state(const torch::Device& device, const torch::Tensor& state) {
+  auto gen = at::globalContext().defaultGenerator(device);
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  gen.set_state(state);
+}
 
-// Runs fn with the RNG stream put aside (sampling and evaluation never perturb training).
+// Runs fn with the RNG streams (CPU, and the training device's) put aside: sampling and evaluation
+// never perturb training.
 template <class Fn>
-void with_rng_aside(uint64_t seed, Fn&& fn) {
-  torch::Tensor saved = cpu_rng_state();
+void with_rng_aside(uint64_t seed, const torch::Device& device, Fn&& fn) {
+  torch::Tensor saved = cpu_rng_state(), saved_device;
+  if (device.is_cuda()) saved_device = device_rng_state(device);
   torch::manual_seed(seed);
   fn();
   set_cpu_rng_state(saved);
+  if (device.is_cuda()) set_device_rng_state(device, saved_device);
 }
 
 // Runs fn with every network's buffers averaged across ranks, then restores this rank's own buffers
@@ -202,8 +216,11 @@ int run_training(const TrainSetup& s) {
     for (const auto& [name, opt] : optimizers)
       load_from_file(*opt, (fs::path(resume_dir) / (name + ".optim.pt")).string());
     torch::Tensor states = load_tensor((fs::path(resume_dir) / "rng.pt").string());
+    const fs::path device_rng = fs::path(resume_dir) / "rng_device.pt";
     if (meta.world_size == ctx.world_size && states.size(0) == ctx.world_size) {
       set_cpu_rng_state(states[ctx.rank].clone());
+      if (s.device.is_cuda() && fs::exists(device_rng))
+        set_device_rng_state(s.device, load_tensor(device_rng.string())[ctx.rank].clone());
     } else {  // another world size: fresh per-rank streams, derived from the seed and the step
       torch::manual_seed(seed * 1000003 + static_cast<uint64_t>(ctx.rank) + 7919 * static_cast<uint64_t>(meta.step));
     }
@@ -245,9 +262,12 @@ int run_training(const TrainSetup& s) {
     if (root)
       for (const auto& [name, opt] : optimizers) snap.files.emplace_back(name + ".optim.pt", save_to_bytes(*opt));
     torch::Tensor states = comm.all_gather(cpu_rng_state());
+    torch::Tensor device_states;
+    if (s.device.is_cuda()) device_states = comm.all_gather(device_rng_state(s.device));
     double waited = 0;
     if (root) {
       snap.files.emplace_back("rng.pt", save_to_bytes(states));
+      if (device_states.defined()) snap.files.emplace_back("rng_device.pt", save_to_bytes(device_states));
       waited = checkpointer.persist_async(std::move(snap));
     }
     double stall = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -259,12 +279,13 @@ int run_training(const TrainSetup& s) {
     if (!root) return;
     char name[64];
     std::snprintf(name, sizeof name, "step-%08lld", static_cast<long long>(at_step));
-    with_rng_aside(seed + 12345,
-                   [&] { save_grid((run / "samples" / (std::string(name) + ".png")).string(), recipe->sample(64)); });
+    with_rng_aside(seed + 12345, s.device, [&] {
+      save_grid((run / "samples" / (std::string(name) + ".png")).string(), recipe->sample(64));
+    });
   };
   auto visuals = [&](int64_t at_step) {
     if (!root) return;
-    with_rng_aside(seed + 777, [&] {
+    with_rng_aside(seed + 777, s.device, [&] {
       recipe->write_visuals((run / "samples" / ("recon-" + checkpoint_name(at_step))).string(), last_batch);
     });
   };
@@ -272,7 +293,7 @@ int run_training(const TrainSetup& s) {
     if (!s.make_eval_source) return;
     Losses result;
     with_averaged_buffers(comm, nets, [&] {
-      with_rng_aside(seed + 54321 + static_cast<uint64_t>(ctx.rank), [&] {
+      with_rng_aside(seed + 54321 + static_cast<uint64_t>(ctx.rank), s.device, [&] {
         auto eval = s.make_eval_source();
         int64_t batches = c.int64("train.eval_batches");
         if (batches == 0) batches = std::max<int64_t>(1, eval->steps_per_epoch());
