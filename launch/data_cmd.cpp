@@ -179,8 +179,8 @@ int bench(const Args& args) {
   auto ds = data::ShardedDataset::open(dir);
   double raw = 0;
   if (vm.count("raw")) {
-    raw_read_mb_per_s(*ds);
-    raw = raw_read_mb_per_s(*ds);
+    raw_read_mb_per_s(*ds);  // warms the page cache
+    for (int pass = 0; pass < 3; ++pass) raw = std::max(raw, raw_read_mb_per_s(*ds));  // the best pass: a high bar
     std::printf("raw sequential read: %.1f MB/s (%.0f images/s)\n", raw,
                 raw * 1e6 / static_cast<double>(ds->image_bytes()));
   }

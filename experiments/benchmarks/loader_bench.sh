@@ -12,8 +12,11 @@ for n in 20000 200000; do
 done
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 for n in 20000 200000; do
-  for mode in "" "--uint8"; do
-    echo "== $n images, 64x64x3, shuffle on, workers 2, batch 256 ${mode:+(uint8 NHWC output)}${mode:-(float NCHW output)}"
-    "$gantry" data bench "$work/s$n" --raw --workers 2 --batch 256 --steps 3000 --seconds 30 $mode
+  for mode in float uint8; do
+    for prefetch in 4 8; do
+      echo "== $n images, 64x64x3, shuffle on, workers 2, batch 256, prefetch $prefetch, $mode output"
+      flag=(); [ "$mode" = uint8 ] && flag=(--uint8)
+      "$gantry" data bench "$work/s$n" --raw --workers 2 --prefetch $prefetch --batch 256 --steps 3000 --seconds 30 "${flag[@]}"
+    done
   done
 done
