@@ -1,6 +1,7 @@
 // The one list of recipes: adding a recipe adds one line here (and its folder under models/).
 #include "recipes.h"
 
+#include "dcgan/dcgan_recipe.h"
 #include "vae/vae_recipe.h"
 
 namespace gantry::cli {
@@ -8,6 +9,7 @@ namespace gantry::cli {
 const std::vector<RecipeInfo>& all_recipes() {
   static const std::vector<RecipeInfo> recipes = {
       vae::recipe_info(),
+      dcgan::recipe_info(),
   };
   return recipes;
 }

@@ -116,6 +116,29 @@ void with_averaged_buffers(Communicator& comm, const Networks& nets, Fn&& fn) {
   for (auto& [live, copy] : saved) live.copy_(copy);
 }
 
+// Every network's floating-point buffers (BatchNorm running statistics) as one float64 vector: this
+// rank's own values, which training keeps local (exact round trip for float32 / float16 buffers).
+std::vector<torch::Tensor> float_buffers(const Networks& nets) {
+  std::vector<torch::Tensor> out;
+  for (const auto& [name, net] : nets)
+    for (auto& b : net->buffers())
+      if (b.is_floating_point()) out.push_back(b);
+  return out;
+}
+torch::Tensor flat_local_buffers(const Networks& nets) {
+  std::vector<torch::Tensor> parts;
+  for (auto& b : float_buffers(nets)) parts.push_back(b.detach().reshape({-1}).to(torch::kCPU, torch::kFloat64));
+  return parts.empty() ? torch::zeros({0}, torch::kFloat64) : torch::cat(parts);
+}
+void restore_local_buffers(const Networks& nets, const torch::Tensor& flat) {
+  torch::NoGradGuard no_grad;
+  int64_t offset = 0;
+  for (auto& b : float_buffers(nets)) {
+    b.copy_(flat.narrow(0, offset, b.numel()).view(b.sizes()));
+    offset += b.numel();
+  }
+}
+
 std::string broadcast_string(Communicator& comm, const std::string& value) {
   int64_t n = comm.max(comm.rank() == 0 ? static_cast<int64_t>(value.size()) : 0);
   auto buf = torch::zeros({n}, torch::kUInt8);
@@ -211,6 +234,7 @@ int run_training(const TrainSetup& s) {
   }
 
   int64_t step = 0;
+  bool same_world_resume = false;
   if (!resume_dir.empty()) {
     for (const auto& [name, net] : nets) load_from_file(net, (fs::path(resume_dir) / (name + ".pt")).string());
     for (const auto& [name, opt] : optimizers)
@@ -225,10 +249,19 @@ int run_training(const TrainSetup& s) {
       torch::manual_seed(seed * 1000003 + static_cast<uint64_t>(ctx.rank) + 7919 * static_cast<uint64_t>(meta.step));
     }
     step = meta.step;
+    same_world_resume = meta.world_size == ctx.world_size;
     note("resumed from " + resume_dir + " at step " + std::to_string(step) + " (world size " +
          std::to_string(meta.world_size) + " -> " + std::to_string(ctx.world_size) + ")");
   }
   for (const auto& [name, net] : nets) broadcast_state(comm, *net);
+  // The checkpointed networks hold averaged BatchNorm statistics; at the same world size every rank
+  // gets its own back, so a resumed run continues exactly as the uninterrupted one would.
+  const fs::path local_buffers = fs::path(resume_dir) / "buffers_local.pt";
+  if (same_world_resume && fs::exists(local_buffers)) {
+    torch::Tensor all = load_tensor(local_buffers.string());
+    if (all.dim() == 2 && all.size(0) == ctx.world_size && all.size(1) == flat_local_buffers(nets).numel())
+      restore_local_buffers(nets, all[ctx.rank]);
+  }
 
   std::unique_ptr<BatchSource> train = s.make_train_source(meta.data);
   if (root) {
@@ -262,11 +295,13 @@ int run_training(const TrainSetup& s) {
     if (root)
       for (const auto& [name, opt] : optimizers) snap.files.emplace_back(name + ".optim.pt", save_to_bytes(*opt));
     torch::Tensor states = comm.all_gather(cpu_rng_state());
+    torch::Tensor local = comm.all_gather(flat_local_buffers(nets));
     torch::Tensor device_states;
     if (s.device.is_cuda()) device_states = comm.all_gather(device_rng_state(s.device));
     double waited = 0;
     if (root) {
       snap.files.emplace_back("rng.pt", save_to_bytes(states));
+      if (local.size(1) > 0) snap.files.emplace_back("buffers_local.pt", save_to_bytes(local));
       if (device_states.defined()) snap.files.emplace_back("rng_device.pt", save_to_bytes(device_states));
       waited = checkpointer.persist_async(std::move(snap));
     }
