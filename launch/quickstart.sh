@@ -17,11 +17,13 @@ for split in train t10k; do
 done
 "$gantry" data inspect data/fashion-mnist/train
 bash "$here/launch/mpirun.sh" 2 --config experiments/vae_fashion_mnist.ini --run-dir runs/vae_fashion_mnist
+/usr/bin/python3 "$here/launch/plot.py" runs/vae_fashion_mnist > /dev/null
 cat <<TXT
 
 Run directory: runs/vae_fashion_mnist
   samples/step-*.png         sample grids; samples/recon-step-*.png originals and reconstructions
   metrics.jsonl              one JSON object per logged step (loss, recon, kl, images/s) and the held-out ELBO
+  curves.png                 those curves (launch/plot.py RUN_DIR redraws them)
   checkpoints/step-*/        networks and optimizer (torch.jit.load-able), RNG states, manifest; LATEST names the newest
   logs/rank-*.log            per-rank events (resume, checkpoints, stalls)
 TXT

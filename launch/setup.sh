@@ -16,6 +16,7 @@ packages=(
   build-essential cmake pkg-config git
   libtorch-dev                     # LibTorch 1.13 (CPU)
   python3-torch python3-h5py python3-numpy   # Python baselines for benchmarks; h5py reads shards
+  python3-matplotlib               # launch/plot.py: loss curves from metrics.jsonl
   libopenmpi-dev openmpi-bin       # MPI launch, rank discovery, CPU all-reduce
   libhdf5-dev                      # shards
   libboost-program-options-dev     # CLI and INI configs

@@ -163,6 +163,19 @@ TEST_F(TrainCli, RunDirectoryHasWhatTheContractSays) {
   load_from_file(model.ptr(), (run / "checkpoints/step-00001500/vae.pt").string());
 }
 
+TEST_F(TrainCli, PlotDrawsTheCurvesOfARun) {
+  const std::string plot = "/usr/bin/python3 " + std::string(GANTRY_SOURCE_DIR) + "/launch/plot.py ";
+  auto r = run_command(plot + run_dir("ref"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::string png = testing::read_bytes(run_dir("ref") + "/curves.png");
+  ASSERT_GT(png.size(), 1000u);
+  EXPECT_EQ(png.substr(0, 8), std::string("\x89PNG\r\n\x1a\n", 8));
+  ScratchDir empty;
+  auto bad = run_command(plot + empty.path());
+  EXPECT_EQ(bad.exit_code, 3) << bad.output;
+  EXPECT_NE(bad.output.find("plot: error: " + empty.path() + "/metrics.jsonl"), std::string::npos) << bad.output;
+}
+
 TEST_F(TrainCli, ResumeAtTheSameWorldSizeIsBitExact) {
   ASSERT_EQ(run_command(train_cmd(2, "split", 600)).exit_code, 0);
   auto r = run_command(train_cmd(2, "split", kSteps));
