@@ -312,10 +312,8 @@ int run_training(const TrainSetup& s) {
   };
   auto sample = [&](int64_t at_step) {
     if (!root) return;
-    char name[64];
-    std::snprintf(name, sizeof name, "step-%08lld", static_cast<long long>(at_step));
     with_rng_aside(seed + 12345, s.device, [&] {
-      save_grid((run / "samples" / (std::string(name) + ".png")).string(), recipe->sample(64));
+      save_grid((run / "samples" / (checkpoint_name(at_step) + ".png")).string(), recipe->sample(64));
     });
   };
   auto visuals = [&](int64_t at_step) {
@@ -354,7 +352,6 @@ int run_training(const TrainSetup& s) {
   Losses sums;
   int64_t since_log = 0;
   auto log_start = Clock::now();
-  int exit_code = 0;
   install_stop_handlers();
   try {
     while (step < total) {
@@ -400,12 +397,11 @@ int run_training(const TrainSetup& s) {
         if (step != total && !stop) visuals(step);
       }
       if (stop && step < total) {
-        exit_code = static_cast<int>(ExitCode::kStopped);
         checkpointer.wait();
         bar.finish("stopped by a signal");
         note("stopped by signal " + std::to_string(stop_signal()) + " at step " + std::to_string(step) +
              " after writing a checkpoint; resume with --resume auto");
-        return exit_code;
+        return static_cast<int>(ExitCode::kStopped);
       }
     }
   } catch (const std::exception& e) {
@@ -435,7 +431,7 @@ int run_training(const TrainSetup& s) {
                   static_cast<long long>(step), stall_total, 100.0 * stall_total / std::max(el, 1e-9), el);
     note(line);
   }
-  return exit_code;
+  return 0;
 }
 
 }  // namespace gantry
