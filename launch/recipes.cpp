@@ -2,6 +2,7 @@
 #include "recipes.h"
 
 #include "dcgan/dcgan_recipe.h"
+#include "fgan/fgan_recipe.h"
 #include "vae/vae_recipe.h"
 
 namespace gantry::cli {
@@ -10,6 +11,7 @@ const std::vector<RecipeInfo>& all_recipes() {
   static const std::vector<RecipeInfo> recipes = {
       vae::recipe_info(),
       dcgan::recipe_info(),
+      fgan::recipe_info(),
   };
   return recipes;
 }

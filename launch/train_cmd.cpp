@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <iostream>
+#include <optional>
 
 #include "cli.h"
 #include "config/config.h"
@@ -89,39 +90,49 @@ int train_command(const Args& args, MpiRuntime& mpi) {
   comm_options.timeout_s = config.real("dist.timeout_s");
   auto comm = make_communicator(config.str("dist.backend"), comm_options);
 
-  auto train_data = data::ShardedDataset::open(config.str("data.path"));
-  std::shared_ptr<data::ShardedDataset> eval_data;
-  if (!config.str("data.eval_path").empty()) eval_data = data::ShardedDataset::open(config.str("data.eval_path"));
-  const auto& m = train_data->manifest();
-  if (eval_data && (eval_data->manifest().height != m.height || eval_data->manifest().width != m.width ||
-                    eval_data->manifest().channels != m.channels))
-    throw DataError(at(config.str("data.eval_path"), "image shape differs from data.path's"));
-
-  data::LoaderOptions lo;
-  lo.global_batch = config.int64("train.batch_size");
-  lo.rank = ctx.rank;
-  lo.world_size = ctx.world_size;
-  lo.seed = static_cast<uint64_t>(config.int64("run.seed"));
-  lo.flip = config.flag("data.flip");
-  lo.workers = static_cast<unsigned>(config.int64("data.workers"));
-  lo.prefetch = static_cast<unsigned>(config.int64("data.prefetch"));
-
+  const RecipeInfo& info = recipe_named(config.str("run.recipe"));
   TrainSetup setup{config, *comm, run_dir, resume, device, {}, {}, {}, {}, {}};
-  setup.shape = {m.channels, m.height, m.width, m.has_labels};
-  setup.make_train_source = [&](const DataPosition& start) {
-    data::LoaderOptions o = lo;
-    o.start = start;
-    return std::make_unique<data::Loader>(train_data, o);
-  };
-  if (eval_data)
-    setup.make_eval_source = [&]() -> std::unique_ptr<BatchSource> {
+  std::optional<SyntheticData> synthetic;
+  if (info.synthetic_data)
+    synthetic = info.synthetic_data(config, SourceSpec{ctx.rank, ctx.world_size, config.int64("train.batch_size"),
+                                                       static_cast<uint64_t>(config.int64("run.seed"))});
+  std::shared_ptr<data::ShardedDataset> train_data, eval_data;
+  if (synthetic) {  // the recipe makes its own samples; data.path is not read
+    setup.shape = synthetic->shape;
+    setup.make_train_source = synthetic->make_train;
+    setup.make_eval_source = synthetic->make_eval;
+  } else {
+    train_data = data::ShardedDataset::open(config.str("data.path"));
+    if (!config.str("data.eval_path").empty()) eval_data = data::ShardedDataset::open(config.str("data.eval_path"));
+    const auto& m = train_data->manifest();
+    if (eval_data && (eval_data->manifest().height != m.height || eval_data->manifest().width != m.width ||
+                      eval_data->manifest().channels != m.channels))
+      throw DataError(at(config.str("data.eval_path"), "image shape differs from data.path's"));
+
+    data::LoaderOptions lo;
+    lo.global_batch = config.int64("train.batch_size");
+    lo.rank = ctx.rank;
+    lo.world_size = ctx.world_size;
+    lo.seed = static_cast<uint64_t>(config.int64("run.seed"));
+    lo.flip = config.flag("data.flip");
+    lo.workers = static_cast<unsigned>(config.int64("data.workers"));
+    lo.prefetch = static_cast<unsigned>(config.int64("data.prefetch"));
+    setup.shape = {m.channels, m.height, m.width, m.has_labels};
+    setup.make_train_source = [train_data, lo](const DataPosition& start) {
       data::LoaderOptions o = lo;
-      o.shuffle = false;
-      o.flip = false;
-      o.global_batch = std::min<int64_t>(lo.global_batch, eval_data->size() / ctx.world_size * ctx.world_size);
-      return std::make_unique<data::Loader>(eval_data, o);
+      o.start = start;
+      return std::make_unique<data::Loader>(train_data, o);
     };
-  setup.make_recipe = recipe_named(config.str("run.recipe")).create;
+    if (eval_data)
+      setup.make_eval_source = [eval_data, lo, world = ctx.world_size]() -> std::unique_ptr<BatchSource> {
+        data::LoaderOptions o = lo;
+        o.shuffle = false;
+        o.flip = false;
+        o.global_batch = std::min<int64_t>(lo.global_batch, eval_data->size() / world * world);
+        return std::make_unique<data::Loader>(eval_data, o);
+      };
+  }
+  setup.make_recipe = info.create;
   setup.abort_job = [&mpi](int code) { mpi.abort(code); };
   return run_training(setup);
 }

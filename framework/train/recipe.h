@@ -11,6 +11,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -50,7 +51,8 @@ class Recipe {
 
   // One optimizer step on this rank's share of the global batch.
   virtual Losses train_step(const Batch& batch) = 0;
-  // n samples (n, C, H, W) in [-1, 1], drawn with the CPU generator (seeded by the trainer).
+  // n samples (n, C, H, W) in [-1, 1], drawn with the CPU generator (seeded by the trainer), for the
+  // sample grid; an undefined tensor when the samples are not images (no grid is written).
   virtual torch::Tensor sample(int64_t n) = 0;
   // Held-out metrics over `batches` batches of `eval` (rank-local; the trainer averages across ranks).
   virtual Losses evaluate(BatchSource& eval, int64_t batches) { return {}; }
@@ -59,10 +61,27 @@ class Recipe {
   virtual void write_visuals(const std::string& prefix, const Batch& batch) {}
 };
 
+// Data a recipe generates itself (samples of a known distribution) instead of reading data.path.
+// Batches must depend only on (run.seed, data position) and be sliced per rank like the loader's, so a
+// run is the same on any world size and resumes exactly.
+struct SyntheticData {
+  DataShape shape;
+  std::function<std::unique_ptr<BatchSource>(const DataPosition& start)> make_train;
+  std::function<std::unique_ptr<BatchSource>()> make_eval;  // null: no evaluation
+};
+struct SourceSpec {
+  int rank = 0, world_size = 1;
+  int64_t global_batch = 1;
+  uint64_t seed = 0;
+};
+
 struct RecipeInfo {
   std::string name;                       // run.recipe
   std::function<void(Schema&)> add_keys;  // its own section, e.g. [vae]
   std::function<std::unique_ptr<Recipe>(const RecipeEnv&)> create;
+  // Optional: returns the recipe's own data when the configuration asks for it (e.g. f-GAN's 1-D
+  // mixture experiment), nothing to read the image dataset at data.path.
+  std::function<std::optional<SyntheticData>(const Config&, const SourceSpec&)> synthetic_data;
 };
 
 }  // namespace gantry

@@ -313,7 +313,8 @@ int run_training(const TrainSetup& s) {
   auto sample = [&](int64_t at_step) {
     if (!root) return;
     with_rng_aside(seed + 12345, s.device, [&] {
-      save_grid((run / "samples" / (checkpoint_name(at_step) + ".png")).string(), recipe->sample(64));
+      torch::Tensor images = recipe->sample(64);
+      if (images.defined()) save_grid((run / "samples" / (checkpoint_name(at_step) + ".png")).string(), images);
     });
   };
   auto visuals = [&](int64_t at_step) {

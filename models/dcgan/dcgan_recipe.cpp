@@ -166,7 +166,8 @@ RecipeInfo recipe_info() {
                 .add_real("dcgan.ema", 0, "decay of an exponential moving average of the generator for sampling (0: off)",
                           0, 0.99999);
           },
-          [](const RecipeEnv& env) { return std::make_unique<DcganRecipe>(env); }};
+          [](const RecipeEnv& env) { return std::make_unique<DcganRecipe>(env); },
+          {}};
 }
 
 }  // namespace gantry::dcgan

@@ -159,7 +159,8 @@ RecipeInfo recipe_info() {
                 .add_int("vae.latent", 20, "latent dimensions", 1)
                 .add_real("vae.beta1", 0.9, "Adam beta1", 0, 1);
           },
-          [](const RecipeEnv& env) { return std::make_unique<VaeRecipe>(env); }};
+          [](const RecipeEnv& env) { return std::make_unique<VaeRecipe>(env); },
+          {}};
 }
 
 }  // namespace gantry::vae

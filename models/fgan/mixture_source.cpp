@@ -1,0 +1,47 @@
+#include "fgan/mixture_source.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <stdexcept>
+
+namespace gantry::fgan {
+
+torch::Tensor sample_mixture(const std::vector<GaussComponent>& mixture, int64_t n, at::Generator gen) {
+  if (mixture.empty()) throw std::invalid_argument("sample_mixture: empty mixture");
+  auto u = at::rand({n}, gen, torch::kFloat64);
+  auto z = at::randn({n}, gen, torch::kFloat64);
+  auto out = torch::empty({n}, torch::kFloat64);
+  double total = 0, below = 0;
+  for (const auto& c : mixture) total += c.weight;
+  for (size_t k = 0; k < mixture.size(); ++k) {
+    const auto& c = mixture[k];
+    const double above = below + c.weight / total;
+    auto pick = k + 1 == mixture.size() ? (u >= below) : ((u >= below) & (u < above));
+    out = torch::where(pick, z * std::sqrt(c.variance) + c.mean, out);
+    below = above;
+  }
+  return out.to(torch::kFloat32);
+}
+
+MixtureSource::MixtureSource(std::vector<GaussComponent> mixture, const SourceSpec& spec, uint64_t stream,
+                             DataPosition start)
+    : mixture_(std::move(mixture)), spec_(spec), stream_(stream), position_(start) {
+  if (spec_.world_size < 1 || spec_.global_batch % spec_.world_size != 0)
+    throw std::invalid_argument("MixtureSource: global batch must divide by the world size");
+}
+
+Batch MixtureSource::next() {
+  const uint64_t key = spec_.seed * 0x9E3779B97F4A7C15ull ^ (stream_ << 48) ^
+                       static_cast<uint64_t>(position_.index) * 0xBF58476D1CE4E5B9ull ^ 0x5A3Dull;
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(key);
+  const int64_t local = spec_.global_batch / spec_.world_size;
+  Batch b;
+  b.images = sample_mixture(mixture_, spec_.global_batch, gen).narrow(0, spec_.rank * local, local).reshape({local, 1, 1, 1});
+  b.position = position_;
+  position_.index += spec_.global_batch;
+  return b;
+}
+
+}  // namespace gantry::fgan
