@@ -2,6 +2,7 @@
 // datasets/ implements it with the sharded loader; tests implement it with in-memory tensors.
 #pragma once
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/types.h>
 
 #include <cstdint>
@@ -33,6 +34,26 @@ inline torch::Tensor images_to_float(const torch::Tensor& images, const torch::D
       .mul_(2.0 / 255.0)
       .sub_(1.0)
       .contiguous();
+}
+
+// A CPU generator for the random numbers that go with one global batch (noise, synthetic samples),
+// keyed by (run seed, stream, data position): the same on every world size (draw the global batch's
+// numbers, take this rank's rows) and after a resume. `stream` separates independent uses (e.g. a
+// recipe's latent noise from its data). LibTorch's CPU generator (mt19937) keeps only the low 32 bits of
+// its seed, so the key is mixed (splitmix64 finaliser) before it is folded to them; otherwise keys that
+// differ only in high bits, such as the epoch, would give the same numbers.
+inline at::Generator batch_generator(uint64_t seed, uint64_t stream, const DataPosition& position) {
+  auto mix = [](uint64_t x) {
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+  };
+  uint64_t h = mix(seed);
+  h = mix(h ^ stream);
+  h = mix(h ^ static_cast<uint64_t>(position.epoch));
+  h = mix(h ^ static_cast<uint64_t>(position.index));
+  return at::make_generator<at::CPUGeneratorImpl>((h ^ (h >> 32)) & 0xFFFFFFFFull);
 }
 
 class BatchSource {

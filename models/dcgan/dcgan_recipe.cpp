@@ -118,9 +118,7 @@ class DcganRecipe : public Recipe {
   // Latent noise for the whole global batch from (seed, data position), sliced to this rank's rows:
   // independent of the number of ranks, and replayed exactly after a resume.
   torch::Tensor step_noise(const Batch& batch, int64_t local) const {
-    uint64_t key = seed_ * 0x9E3779B97F4A7C15ull ^ (static_cast<uint64_t>(batch.position.epoch) << 40) ^
-                   static_cast<uint64_t>(batch.position.index) ^ 0xDC6A4ull;
-    auto gen = at::make_generator<at::CPUGeneratorImpl>(key);
+    auto gen = batch_generator(seed_, /*stream=*/0xDC6A4, batch.position);
     return latent(local * world_, gen).narrow(0, rank_ * local, local).to(device_);
   }
 

@@ -220,9 +220,7 @@ class FganRecipe : public Recipe {
 
   // Noise for the whole global batch from (seed, data position), sliced to this rank's rows.
   torch::Tensor step_noise(const Batch& batch, int64_t local) const {
-    uint64_t key = seed_ * 0x9E3779B97F4A7C15ull ^ (static_cast<uint64_t>(batch.position.epoch) << 40) ^
-                   static_cast<uint64_t>(batch.position.index) ^ 0xF6A2ull;
-    auto gen = at::make_generator<at::CPUGeneratorImpl>(key);
+    auto gen = batch_generator(seed_, /*stream=*/0xF6A2, batch.position);
     return latent(local * world_, gen).narrow(0, rank_ * local, local).to(device_);
   }
 

@@ -33,9 +33,7 @@ MixtureSource::MixtureSource(std::vector<GaussComponent> mixture, const SourceSp
 }
 
 Batch MixtureSource::next() {
-  const uint64_t key = spec_.seed * 0x9E3779B97F4A7C15ull ^ (stream_ << 48) ^
-                       static_cast<uint64_t>(position_.index) * 0xBF58476D1CE4E5B9ull ^ 0x5A3Dull;
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(key);
+  auto gen = batch_generator(spec_.seed, 0x313D0000ull + stream_, position_);
   const int64_t local = spec_.global_batch / spec_.world_size;
   Batch b;
   b.images = sample_mixture(mixture_, spec_.global_batch, gen).narrow(0, spec_.rank * local, local).reshape({local, 1, 1, 1});

@@ -85,9 +85,7 @@ class VaeRecipe : public Recipe {
   // to this rank's rows: a step's noise does not depend on the number of ranks (1 rank x B and
   // W ranks x B/W take the same step) and a resumed run draws what the uninterrupted one drew.
   torch::Tensor step_noise(const Batch& batch, int64_t local) const {
-    uint64_t key = seed_ * 0x9E3779B97F4A7C15ull ^ (static_cast<uint64_t>(batch.position.epoch) << 40) ^
-                   static_cast<uint64_t>(batch.position.index);
-    auto gen = at::make_generator<at::CPUGeneratorImpl>(key);
+    auto gen = batch_generator(seed_, /*stream=*/0x5AE, batch.position);
     auto all = at::randn({local * world_, model_->options().latent}, gen, torch::kFloat32);
     return all.narrow(0, rank_ * local, local).to(device_);
   }
