@@ -325,6 +325,27 @@ TEST_F(TrainCli, DcganOnTwoRanksStaysFiniteAndResumesExactly) {
   EXPECT_TRUE(fs::exists(run_dir("dcgan-a") + "/samples/step-00000015.png"));
 }
 
+TEST_F(TrainCli, FganOneDimensionalRunOnTwoRanksResumesExactly) {
+  // The recipe's own data source (the 1-D mixture): no data.path, resumes at the same stream position,
+  // the held-out evaluation logs theta next to theta*, and no sample grid (the samples are not images).
+  // Constant learning rate: a linear schedule depends on train.steps, which the first leg shortens.
+  auto cmd = [&](const std::string& run, int steps) {
+    return kMpirun + " -n 2 " + kGantry + " train --config " + std::string(GANTRY_SOURCE_DIR) +
+           "/experiments/fgan_gauss_mixture.ini --run-dir " + run_dir(run) + " --train.steps " +
+           std::to_string(steps) + " --train.batch_size 128 --train.threads 1 --train.checkpoint_every 60"
+           " --train.eval_every 60 --train.log_every 20 --train.lr_schedule constant --fgan.divergence reverse_kl";
+  };
+  auto whole = run_command(cmd("fgan-a", 120));
+  ASSERT_EQ(whole.exit_code, 0) << whole.output;
+  ASSERT_EQ(run_command(cmd("fgan-b", 60)).exit_code, 0);
+  auto resumed = run_command(cmd("fgan-b", 120));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  for (const char* file : {"generator.pt", "variational.pt"})
+    EXPECT_EQ(final_checksum("fgan-b", file), final_checksum("fgan-a", file)) << file;
+  EXPECT_NE(whole.output.find("eval_mu_star 1.578"), std::string::npos) << whole.output;
+  EXPECT_FALSE(fs::exists(run_dir("fgan-a") + "/samples/step-00000120.png"));
+}
+
 TEST_F(TrainCli, ConfigurationErrorsExitTwoWithOneLine) {
   ScratchDir dir;
   testing::write_bytes(dir / "bad.ini", "[train]\nstepz = 3\n");
