@@ -106,6 +106,22 @@ class TrainCli : public ::testing::Test {
     auto j = nlohmann::json::parse(read_file(dirs.front() + "/manifest.json"));
     return j["step"].dump() + ":" + j["files"][file]["checksum"].get<std::string>();
   }
+  // Two runs that took the same steps up to floating-point summation order. Adam divides each
+  // gradient element by its own running magnitude, so elements whose gradient nearly cancels turn
+  // rounding differences into visible ones within a few steps. Measured on this test's data after 10
+  // steps: the same 1-rank run with 1 vs 2 LibTorch threads (summation order alone) differs by up to
+  // 3e-4 in a few elements, 5e-7 on average per tensor; a real discrepancy — the same run with random
+  // flips, i.e. other pixels than the reference saw — by 1e-2 at most and 1e-3 on average. The bounds
+  // sit between the two.
+  static void expect_same_steps(vae::Vae& a, vae::Vae& b) {
+    auto pa = a->named_parameters(), pb = b->named_parameters();
+    ASSERT_EQ(pa.size(), pb.size());
+    for (const auto& p : pa) {
+      auto diff = (p.value() - pb[p.key()]).abs();
+      EXPECT_LT(diff.mean().item<double>(), 1e-5) << p.key();
+      EXPECT_LT(diff.max().item<double>(), 2e-3) << p.key();
+    }
+  }
   static int64_t latest_step(const std::string& run) {
     auto dirs = list_checkpoints(run_dir(run));
     return dirs.empty() ? -1 : nlohmann::json::parse(read_file(dirs.front() + "/manifest.json"))["step"].get<int64_t>();
@@ -266,12 +282,7 @@ TEST_F(TrainCli, OneRankWithBatchBMatchesTwoRanksWithHalfEach) {
   vae::Vae a(vae::VaeOptions{}), b(vae::VaeOptions{});
   load_from_file(a.ptr(), run_dir("w1") + "/checkpoints/step-00000010/vae.pt");
   load_from_file(b.ptr(), run_dir("w2") + "/checkpoints/step-00000010/vae.pt");
-  auto pa = a->named_parameters(), pb = b->named_parameters();
-  ASSERT_EQ(pa.size(), pb.size());
-  for (const auto& p : pa) {
-    double diff = (p.value() - pb[p.key()]).abs().max().item<double>();
-    EXPECT_LT(diff, 1e-5) << p.key();
-  }
+  expect_same_steps(a, b);
 }
 
 TEST_F(TrainCli, MicroBatchesAccumulateToTheSameStep) {
@@ -281,11 +292,7 @@ TEST_F(TrainCli, MicroBatchesAccumulateToTheSameStep) {
   vae::Vae a(vae::VaeOptions{}), b(vae::VaeOptions{});
   load_from_file(a.ptr(), run_dir("m1") + "/checkpoints/step-00000010/vae.pt");
   load_from_file(b.ptr(), run_dir("m2") + "/checkpoints/step-00000010/vae.pt");
-  auto pb = b->named_parameters();
-  double worst = 0;
-  for (const auto& p : a->named_parameters())
-    worst = std::max(worst, (p.value() - pb[p.key()]).abs().max().item<double>());
-  EXPECT_LT(worst, 1e-5);
+  expect_same_steps(a, b);
   // A wrong split (say, only the last micro-batch's gradient) moves the parameters by ~1e-3 in 10 steps.
   auto bad = run_command(train_cmd(2, "m3", 10, "--train.batch_size 64 --train.micro_batches 3"));
   EXPECT_EQ(bad.exit_code, 2);
