@@ -2,13 +2,14 @@
 # f-GAN's 1-D experiment for every divergence, then the table: theta-hat learned by the single-step
 # method (this run) next to theta* by quadrature (this code) and the paper's Table 3 where it has one.
 #   bash experiments/fgan_gauss_mixture.sh [NRANKS] [extra gantry train options...]
-# Runs land in runs/fgan_gauss_mixture/<divergence>; the table is also written to
-# runs/fgan_gauss_mixture/table.md.
+# Runs land in $GANTRY_OUT/<divergence> (default runs/fgan_gauss_mixture); the table is also written
+# to $GANTRY_OUT/table.md. E.g. the alternating update for comparison:
+#   GANTRY_OUT=runs/fgan_gauss_mixture_alternating bash experiments/fgan_gauss_mixture.sh 2 --fgan.update alternating
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 n=${1:-2}
 shift || true
-out=runs/fgan_gauss_mixture
+out=${GANTRY_OUT:-runs/fgan_gauss_mixture}
 mkdir -p "$out"
 for d in kl reverse_kl pearson neyman hellinger js gan; do
   echo "== $d"
