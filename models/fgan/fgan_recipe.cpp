@@ -41,10 +41,14 @@ class FganRecipe : public Recipe {
     };
     opt_g_ = adam(*g_.module);
     opt_v_ = adam(*v_.module);
-    // Every rank registers the same groups in the same order. "G+V": the single step's one reduction.
-    sync_.add_group("V", {v_.module});
-    sync_.add_group("G", {g_.module});
-    sync_.add_group("G+V", {g_.module, v_.module});
+    // Every rank registers the same groups in the same order (the mode is in the configuration).
+    // "G+V": the single step's one reduction; "V" and "G": the alternating steps' own reductions.
+    if (single_) {
+      sync_.add_group("G+V", {g_.module, v_.module});
+    } else {
+      sync_.add_group("V", {v_.module});
+      sync_.add_group("G", {g_.module});
+    }
     if (model_ == "gaussian") {
       star_ = fit_gaussian(div_);  // the direct answer this run should approach
       auto* g = dynamic_cast<GaussianGeneratorImpl*>(g_.module.get());
@@ -72,8 +76,8 @@ class FganRecipe : public Recipe {
       values = single_step_backward(div_, objective_, v_.forward, real, fake,
                                     [this](const torch::Tensor& l) { return sync_.average_loss(l); });
       sync_.finish("G+V");
-      clip("V");
-      clip("G");
+      clip(*v_.module);
+      clip(*g_.module);
       opt_v_->step();
       opt_g_->step();
     } else {
@@ -87,13 +91,13 @@ class FganRecipe : public Recipe {
       values.F = values.real_T - values.fake_conj_T;
       sync_.average_loss(-values.F).backward();
       sync_.finish("V");
-      clip("V");
+      clip(*v_.module);
       opt_v_->step();
       sync_.arm("G");
       auto loss_g = generator_loss(div_, objective_, v_.forward(fake));
       sync_.average_loss(loss_g).backward();
       sync_.finish("G");
-      clip("G");
+      clip(*g_.module);
       opt_g_->step();
     }
     Losses out = {{"F", values.F.item<double>()},
@@ -224,8 +228,9 @@ class FganRecipe : public Recipe {
     return latent(local * world_, gen).narrow(0, rank_ * local, local).to(device_);
   }
 
-  void clip(const std::string& group) {
-    if (clip_ > 0) sync_.clip_grad_norm(group, clip_);
+  // Each player's reduced gradients (identical on every rank) clipped to train.clip_grad_norm.
+  void clip(torch::nn::Module& player) {
+    if (clip_ > 0) torch::nn::utils::clip_grad_norm_(player.parameters(), clip_);
   }
 
   GradSync& sync_;
