@@ -56,6 +56,13 @@ inline at::Generator batch_generator(uint64_t seed, uint64_t stream, const DataP
   return at::make_generator<at::CPUGeneratorImpl>((h ^ (h >> 32)) & 0xFFFFFFFFull);
 }
 
+// This rank's rows of a tensor drawn for the whole global batch (rank r of W takes rows
+// [r·B/W, (r+1)·B/W)), as the loader slices the data.
+inline torch::Tensor rank_rows(const torch::Tensor& global, int rank, int world_size) {
+  const int64_t local = global.size(0) / world_size;
+  return global.narrow(0, rank * local, local);
+}
+
 class BatchSource {
  public:
   virtual ~BatchSource() = default;

@@ -20,6 +20,7 @@
 #include "report/image.h"
 #include "report/metrics.h"
 #include "report/progress.h"
+#include "train/buffers.h"
 #include "train/schedule.h"
 #include "train/signals.h"
 
@@ -104,16 +105,14 @@ void with_rng_aside(uint64_t seed, const torch::Device& device, Fn&& fn) {
 // (training keeps local BatchNorm statistics; checkpoints and evaluation see the average).
 template <class Fn>
 void with_averaged_buffers(Communicator& comm, const Networks& nets, Fn&& fn) {
-  std::vector<std::pair<torch::Tensor, torch::Tensor>> saved;
-  for (const auto& [name, net] : nets)
-    for (auto& b : net->buffers()) saved.emplace_back(b, b.clone());
+  std::vector<std::shared_ptr<torch::nn::Module>> modules;
+  for (const auto& [name, net] : nets) modules.push_back(net);
+  BufferSnapshot keep(modules);
   {
     torch::NoGradGuard no_grad;
-    for (const auto& [name, net] : nets) average_buffers(comm, *net);
+    for (const auto& net : modules) average_buffers(comm, *net);
   }
   fn();
-  torch::NoGradGuard no_grad;
-  for (auto& [live, copy] : saved) live.copy_(copy);
 }
 
 // Every network's floating-point buffers (BatchNorm running statistics) as one float64 vector: this

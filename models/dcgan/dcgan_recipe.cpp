@@ -5,6 +5,7 @@
 
 #include "core/errors.h"
 #include "dcgan/dcgan_model.h"
+#include "train/buffers.h"
 
 namespace gantry::dcgan {
 
@@ -101,13 +102,8 @@ class DcganRecipe : public Recipe {
   torch::Tensor sample(int64_t n) override {
     torch::NoGradGuard no_grad;
     Generator& g = ema_ ? ema_ : g_;
-    std::vector<torch::Tensor> saved;
-    for (auto& buf : g->buffers()) saved.push_back(buf.clone());
-    auto z = latent(n, at::detail::getDefaultCPUGenerator()).to(device_);
-    auto images = g->forward(z).cpu();
-    size_t i = 0;
-    for (auto& buf : g->buffers()) buf.copy_(saved[i++]);
-    return images;
+    BufferSnapshot keep({g.ptr()});
+    return g->forward(latent(n, at::detail::getDefaultCPUGenerator()).to(device_)).cpu();
   }
 
  private:
@@ -119,7 +115,7 @@ class DcganRecipe : public Recipe {
   // independent of the number of ranks, and replayed exactly after a resume.
   torch::Tensor step_noise(const Batch& batch, int64_t local) const {
     auto gen = batch_generator(seed_, /*stream=*/0xDC6A4, batch.position);
-    return latent(local * world_, gen).narrow(0, rank_ * local, local).to(device_);
+    return rank_rows(latent(local * world_, gen), rank_, world_).to(device_);
   }
 
   static void copy_state(torch::nn::Module& from, torch::nn::Module& to) {

@@ -12,6 +12,7 @@
 #include "fgan/fgan_step.h"
 #include "fgan/gauss_mixture.h"
 #include "fgan/mixture_source.h"
+#include "train/buffers.h"
 
 namespace gantry::fgan {
 
@@ -115,12 +116,8 @@ class FganRecipe : public Recipe {
   torch::Tensor sample(int64_t n) override {
     if (gaussian_) return {};
     torch::NoGradGuard no_grad;
-    std::vector<torch::Tensor> saved;
-    for (auto& buf : g_.module->buffers()) saved.push_back(buf.clone());
-    auto images = generated_images(latent(n, at::detail::getDefaultCPUGenerator()).to(device_)).cpu();
-    size_t i = 0;
-    for (auto& buf : g_.module->buffers()) buf.copy_(saved[i++]);
-    return images;
+    BufferSnapshot keep({g_.module});
+    return generated_images(latent(n, at::detail::getDefaultCPUGenerator()).to(device_)).cpu();
   }
 
   // F on held-out real samples against fresh generated ones (a lower bound on D_f(P‖Q_θ) up to V's
@@ -225,7 +222,7 @@ class FganRecipe : public Recipe {
   // Noise for the whole global batch from (seed, data position), sliced to this rank's rows.
   torch::Tensor step_noise(const Batch& batch, int64_t local) const {
     auto gen = batch_generator(seed_, /*stream=*/0xF6A2, batch.position);
-    return latent(local * world_, gen).narrow(0, rank_ * local, local).to(device_);
+    return rank_rows(latent(local * world_, gen), rank_, world_).to(device_);
   }
 
   // Each player's reduced gradients (identical on every rank) clipped to train.clip_grad_norm.

@@ -34,9 +34,8 @@ MixtureSource::MixtureSource(std::vector<GaussComponent> mixture, const SourceSp
 
 Batch MixtureSource::next() {
   auto gen = batch_generator(spec_.seed, 0x313D0000ull + stream_, position_);
-  const int64_t local = spec_.global_batch / spec_.world_size;
   Batch b;
-  b.images = sample_mixture(mixture_, spec_.global_batch, gen).narrow(0, spec_.rank * local, local).reshape({local, 1, 1, 1});
+  b.images = rank_rows(sample_mixture(mixture_, spec_.global_batch, gen), spec_.rank, spec_.world_size).reshape({-1, 1, 1, 1});
   b.position = position_;
   position_.index += spec_.global_batch;
   return b;

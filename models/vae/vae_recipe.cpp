@@ -86,8 +86,8 @@ class VaeRecipe : public Recipe {
   // W ranks x B/W take the same step) and a resumed run draws what the uninterrupted one drew.
   torch::Tensor step_noise(const Batch& batch, int64_t local) const {
     auto gen = batch_generator(seed_, /*stream=*/0x5AE, batch.position);
-    auto all = at::randn({local * world_, model_->options().latent}, gen, torch::kFloat32);
-    return all.narrow(0, rank_ * local, local).to(device_);
+    return rank_rows(at::randn({local * world_, model_->options().latent}, gen, torch::kFloat32), rank_, world_)
+        .to(device_);
   }
 
   torch::Tensor sample(int64_t n) override {

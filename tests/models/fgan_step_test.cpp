@@ -231,7 +231,12 @@ TEST(FganRecipe, DcganNetworksTrainOnImagesAndSampleGrids) {
     EXPECT_EQ(run.counting.all_reduces, 1) << model;
     EXPECT_EQ(losses.front().first, "F");
     EXPECT_TRUE(std::isfinite(losses.front().second));
+    std::vector<torch::Tensor> before;  // sampling (BatchNorm in training mode) leaves no trace in the statistics
+    for (const auto& b : run.recipe->networks()[0].second->buffers()) before.push_back(b.clone());
     auto x = run.recipe->sample(5);
+    size_t i = 0;
+    for (const auto& b : run.recipe->networks()[0].second->buffers()) EXPECT_TRUE(torch::equal(b, before[i++])) << model;
+    EXPECT_FALSE(before.empty());
     EXPECT_EQ(x.sizes(), (std::vector<int64_t>{5, shape.channels, shape.height, shape.width})) << model;
     EXPECT_LE(x.abs().max().item<double>(), 1.0);
   }
