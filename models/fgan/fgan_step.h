@@ -30,12 +30,18 @@ namespace gantry::fgan {
 enum class GeneratorObjective { kSaddle, kPractical };
 GeneratorObjective objective_by_name(const std::string& name);  // "saddle" | "practical"
 
-// Minibatch estimate of F from V's outputs on real (B) and generated (B') samples.
-torch::Tensor objective(const Divergence& div, const torch::Tensor& v_real, const torch::Tensor& v_fake);
+// Minibatch estimate of F from V's outputs on real (B) and generated (B') samples, with its two terms.
+struct ObjectiveTerms {
+  torch::Tensor F;            // E_P[g_f(V(x))] − E_Q[f*(g_f(V(x)))]
+  torch::Tensor real_T;       // E_P[g_f(V(x))]
+  torch::Tensor fake_conj_T;  // E_Q[f*(g_f(V(x)))]
+  ObjectiveTerms detached() const { return {F.detach(), real_T.detach(), fake_conj_T.detach()}; }
+};
+ObjectiveTerms objective(const Divergence& div, const torch::Tensor& v_real, const torch::Tensor& v_fake);
 
 // The generator's loss for alternating updates (minimised over θ): saddle −E_Q[f*(g_f(v))] (the part of F
 // that depends on θ), practical −E_Q[g_f(v)].
-torch::Tensor generator_loss(const Divergence& div, GeneratorObjective objective, const torch::Tensor& v_fake);
+torch::Tensor generator_loss(const Divergence& div, GeneratorObjective generator_objective, const torch::Tensor& v_fake);
 
 // Identity in the forward pass; multiplies the gradient by `scale` in the backward pass (−1: gradient
 // reversal; 0: no gradient flows back).
@@ -43,17 +49,11 @@ torch::Tensor scale_gradient(const torch::Tensor& x, double scale);
 
 using Function = std::function<torch::Tensor(const torch::Tensor&)>;
 
-struct StepValues {
-  torch::Tensor F;            // the objective at (θ, ω), detached
-  torch::Tensor real_T;       // E_P[g_f(V(x))], detached
-  torch::Tensor fake_conj_T;  // E_Q[f*(g_f(V(x)))], detached
-};
-
 // One gradient pass of Algorithm 1. `fake` = G(z) with its graph; V is the variational function.
 // After it, V's parameters hold −∇_ω F and G's hold ∇_θ F (saddle) or −∇_θ E_Q[g_f(V(G(z)))] (practical),
 // each multiplied through `scale_loss` (e.g. GradSync::average_loss). Exactly one backward pass
-// reaches the parameters' gradient accumulators.
-StepValues single_step_backward(const Divergence& div, GeneratorObjective objective, const Function& V,
+// reaches the parameters' gradient accumulators. Returns F and its terms at (θ, ω), detached.
+ObjectiveTerms single_step_backward(const Divergence& div, GeneratorObjective generator_objective, const Function& V,
                                 const torch::Tensor& real, const torch::Tensor& fake,
                                 const Function& scale_loss = nullptr);
 

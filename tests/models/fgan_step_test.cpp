@@ -47,7 +47,7 @@ struct Problem {
   // F(theta, omega) on the fixed batch, and the practical generator objective E_Q[g_f(V(G(z)))].
   double F(const Divergence& d) {
     torch::NoGradGuard no_grad;
-    return objective(d, v->forward(real), v->forward(g->forward(z))).item<double>();
+    return objective(d, v->forward(real), v->forward(g->forward(z))).F.item<double>();
   }
   double practical(const Divergence& d) {
     torch::NoGradGuard no_grad;
