@@ -14,6 +14,8 @@ enum class ExitCode : int {
   kUsage = 2,       // bad command line or configuration
   kData = 3,        // dataset missing, malformed or corrupt
   kCheckpoint = 4,  // checkpoint missing, corrupt or incompatible
+  kEnvironment = 5, // I/O error, disk full, permission denied, MPI/HDF5 failure (the OS's reason printed)
+  kLostRank = 6,    // a rank was lost, hung or unreachable: requeue and --resume auto
   kStopped = 75,    // stopped by a signal after writing a checkpoint (EX_TEMPFAIL: requeue)
 };
 
@@ -34,6 +36,14 @@ struct DataError : Error {
 };
 struct CheckpointError : Error {
   explicit CheckpointError(const std::string& what) : Error(ExitCode::kCheckpoint, what) {}
+};
+// The machine, not the user or the program: file-system errors (with errno_text), MPI or HDF5 failures.
+struct EnvironmentError : Error {
+  explicit EnvironmentError(const std::string& what) : Error(ExitCode::kEnvironment, what) {}
+};
+// A peer rank died, stopped or became unreachable (the communicator's watchdog).
+struct LostRankError : Error {
+  explicit LostRankError(const std::string& what) : Error(ExitCode::kLostRank, what) {}
 };
 
 // "path: problem" — the one-line form every user-facing error takes.
