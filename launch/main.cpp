@@ -7,6 +7,7 @@
 
 #include "cli.h"
 #include "core/errors.h"
+#include "core/log.h"
 #include "dist/mpi_runtime.h"
 
 namespace {
@@ -23,9 +24,11 @@ const char* kUsage =
     "  doctor         versions, BLAS, MPI and GPUs this process sees\n"
     "\n"
     "`gantry <command> --help` lists a command's options. Exit codes: 0 done, 1 internal error,\n"
-    "2 usage or configuration, 3 dataset, 4 checkpoint, 75 stopped by a signal after a checkpoint.\n";
+    "2 usage or configuration, 3 dataset, 4 checkpoint, 5 environment (I/O, disk, permissions, MPI, HDF5),\n"
+    "6 a rank was lost or hung, 75 stopped by a signal after a checkpoint (6 and 75: resume with --resume auto).\n";
 
 int fail(gantry::ExitCode code, const std::string& message) {
+  gantry::end_open_terminal_line();
   std::fprintf(stderr, "gantry: error: %s\n", message.c_str());
   return static_cast<int>(code);
 }
@@ -60,6 +63,6 @@ int main(int argc, char** argv) {
   } catch (const boost::program_options::error& e) {
     return fail(gantry::ExitCode::kUsage, e.what());
   } catch (const std::exception& e) {
-    return fail(gantry::ExitCode::kInternal, std::string("internal error (please report): ") + e.what());
+    return fail(static_cast<gantry::ExitCode>(gantry::exit_code_of(e)), gantry::error_text(e));
   }
 }

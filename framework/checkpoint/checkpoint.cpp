@@ -78,12 +78,12 @@ namespace {
 
 void write_and_sync(const std::string& path, const std::string& bytes) {
   FILE* f = std::fopen(path.c_str(), "wb");
-  if (!f) throw CheckpointError(at(path, "cannot create: " + errno_text(errno)));
+  if (!f) throw EnvironmentError(at(path, "cannot create: " + errno_text(errno)));
   bool ok =
       std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size() && std::fflush(f) == 0 && ::fsync(fileno(f)) == 0;
   int err = errno;
   ok = (std::fclose(f) == 0) && ok;
-  if (!ok) throw CheckpointError(at(path, "write failed: " + errno_text(err)));
+  if (!ok) throw EnvironmentError(at(path, "write failed: " + errno_text(err)));
 }
 
 int64_t step_of(const std::string& name) {
@@ -118,11 +118,14 @@ std::string Checkpointer::persist(const std::string& run_dir, const Snapshot& s,
     crc.update(bytes.data(), bytes.size());
     files[name] = {{"bytes", bytes.size()}, {"checksum", crc.str()}};
   }
+  json positions = json::object();
+  for (const auto& [name, p] : s.meta.streams) positions[name] = {{"epoch", p.epoch}, {"index", p.index}};
   json manifest = {{"format", "gantry-checkpoint"},
                    {"version", kCheckpointVersion},
                    {"step", s.meta.step},
                    {"epoch", s.meta.data.epoch},
                    {"data_position", {{"epoch", s.meta.data.epoch}, {"index", s.meta.data.index}}},
+                   {"data_positions", positions},
                    {"world_size", s.meta.world_size},
                    {"recipe", s.meta.recipe},
                    {"config", s.meta.config_ini},
@@ -221,6 +224,22 @@ std::vector<std::string> list_checkpoints(const std::string& run_dir) {
   return out;
 }
 
+CheckpointMeta manifest_meta(const json& manifest) {
+  CheckpointMeta m;
+  m.step = manifest.at("step").get<int64_t>();
+  m.data.epoch = manifest.at("data_position").at("epoch").get<int64_t>();
+  m.data.index = manifest.at("data_position").at("index").get<int64_t>();
+  if (manifest.contains("data_positions"))  // since stop 8; earlier checkpoints have one stream
+    for (const auto& [name, p] : manifest.at("data_positions").items())
+      m.streams[name] = {p.at("epoch").get<int64_t>(), p.at("index").get<int64_t>()};
+  else
+    m.streams["train"] = m.data;
+  m.world_size = manifest.at("world_size").get<int>();
+  m.recipe = manifest.at("recipe").get<std::string>();
+  m.config_ini = manifest.at("config").get<std::string>();
+  return m;
+}
+
 VerifiedCheckpoint verify_checkpoint(const std::string& dir) {
   std::string mpath = (fs::path(dir) / "manifest.json").string();
   if (!fs::is_directory(dir)) throw CheckpointError(at(dir, "no such checkpoint directory"));
@@ -232,12 +251,7 @@ VerifiedCheckpoint verify_checkpoint(const std::string& dir) {
     if (v.manifest.at("version").get<int>() != kCheckpointVersion)
       throw CheckpointError(
           at(mpath, "checkpoint format version " + v.manifest.at("version").dump() + " not supported"));
-    v.meta.step = v.manifest.at("step").get<int64_t>();
-    v.meta.data.epoch = v.manifest.at("data_position").at("epoch").get<int64_t>();
-    v.meta.data.index = v.manifest.at("data_position").at("index").get<int64_t>();
-    v.meta.world_size = v.manifest.at("world_size").get<int>();
-    v.meta.recipe = v.manifest.at("recipe").get<std::string>();
-    v.meta.config_ini = v.manifest.at("config").get<std::string>();
+    v.meta = manifest_meta(v.manifest);
     for (const auto& [name, info] : v.manifest.at("files").items()) {
       std::string path = (fs::path(dir) / name).string();
       if (!fs::exists(path)) throw CheckpointError(at(path, "missing"));

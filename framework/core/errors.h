@@ -52,4 +52,12 @@ inline std::string at(const std::string& where, const std::string& problem) { re
 // errno as text, for errors from the file system.
 std::string errno_text(int err);
 
+// The exit code an exception ends gantry with: an Error's own; 5 for the environment's failures that
+// reach us as standard exceptions (std::filesystem::filesystem_error, std::system_error, std::bad_alloc);
+// 1 (a bug) for anything else.
+int exit_code_of(const std::exception& e);
+// The one-line text for it: an Error's or the environment's message as it is; anything else prefixed
+// "internal error (please report): ".
+std::string error_text(const std::exception& e);
+
 }  // namespace gantry

@@ -1,5 +1,6 @@
 #include "report/metrics.h"
 
+#include <cerrno>
 #include <filesystem>
 #include <fstream>
 
@@ -24,7 +25,7 @@ MetricsLog::MetricsLog(const std::string& path, int64_t resume_step) {
     write_file_atomic(path, kept);
   }
   file_ = std::fopen(path.c_str(), "a");
-  if (!file_) throw std::runtime_error(at(path, "cannot open for appending"));
+  if (!file_) throw EnvironmentError(at(path, "cannot open for appending: " + errno_text(errno)));
 }
 
 MetricsLog::~MetricsLog() {
