@@ -4,6 +4,8 @@
 
 #include <cmath>
 
+#include "core/log.h"
+
 namespace gantry {
 
 using Clock = std::chrono::steady_clock;
@@ -14,7 +16,10 @@ Progress::Progress(std::string label, uint64_t total, std::string unit, FILE* ou
       tty_(isatty(fileno(out)) != 0), start_(Clock::now()), last_draw_(start_) {}
 
 Progress::~Progress() {
-  if (tty_ && enabled_ && !finished_) std::fputc('\n', out_);
+  if (tty_ && enabled_ && !finished_) {
+    std::fputc('\n', out_);
+    if (out_ == stdout) set_terminal_line_open(false);
+  }
 }
 
 double Progress::elapsed_s() const { return std::chrono::duration<double>(Clock::now() - start_).count(); }
@@ -81,9 +86,10 @@ void Progress::draw(bool final_line) {
                   static_cast<unsigned long long>(done_), unit_.c_str(), rate, unit_.c_str(),
                   format_duration(el).c_str(), note_.empty() ? "" : ", ", note_.c_str());
   }
-  if (tty_)
+  if (tty_) {
     std::fprintf(out_, "\r\033[K%s%s", line, final_line ? "\n" : "");
-  else
+    set_terminal_line_open(!final_line && out_ == stdout);
+  } else
     std::fprintf(out_, "%s\n", line);
   std::fflush(out_);
 }
