@@ -13,6 +13,7 @@
 #include "dist/mpi_runtime.h"
 #include "loader/loader.h"
 #include "recipes.h"
+#include "train/run_state.h"
 #include "train/trainer.h"
 
 namespace fs = std::filesystem;
@@ -32,8 +33,51 @@ Schema full_schema() {
   std::vector<std::string> names;
   for (const auto& r : all_recipes()) names.push_back(r.name);
   add_common_keys(schema, names);
-  for (const auto& r : all_recipes()) r.add_keys(schema);
+  for (const auto& r : all_recipes()) {
+    r.add_keys(schema);
+    add_stream_keys(schema, r.streams);
+  }
   return schema;
+}
+
+// A data stream of sharded images: its dataset (and held-out set), read by the loader from a position.
+StreamSource open_stream(const Config& config, const StreamSpec& spec, const DistContext& ctx, uint64_t seed) {
+  const std::string path_key = stream_path_key(spec.name), eval_key = stream_eval_path_key(spec.name);
+  if (config.str(path_key).empty()) throw UsageError(path_key + ": required by recipe " + config.str("run.recipe"));
+  auto train = data::ShardedDataset::open(config.str(path_key));
+  std::shared_ptr<data::ShardedDataset> eval;
+  if (!config.str(eval_key).empty()) eval = data::ShardedDataset::open(config.str(eval_key));
+  const auto& m = train->manifest();
+  if (eval && (eval->manifest().height != m.height || eval->manifest().width != m.width ||
+               eval->manifest().channels != m.channels))
+    throw DataError(at(config.str(eval_key), "image shape differs from " + path_key + "'s"));
+
+  data::LoaderOptions lo;
+  lo.global_batch = config.int64("train.batch_size");
+  lo.rank = ctx.rank;
+  lo.world_size = ctx.world_size;
+  lo.seed = seed;
+  lo.flip = config.flag("data.flip");
+  lo.workers = static_cast<unsigned>(config.int64("data.workers"));
+  lo.prefetch = static_cast<unsigned>(config.int64("data.prefetch"));
+  lo.output = spec.format == BatchFormat::kUint8 ? data::LoaderOutput::kUint8 : data::LoaderOutput::kFloat;
+  StreamSource source;
+  source.name = spec.name;
+  source.shape = {m.channels, m.height, m.width, m.has_labels};
+  source.make_train = [train, lo](const DataPosition& start) {
+    data::LoaderOptions o = lo;
+    o.start = start;
+    return std::make_unique<data::Loader>(train, o);
+  };
+  if (eval)
+    source.make_eval = [eval, lo, world = ctx.world_size]() -> std::unique_ptr<BatchSource> {
+      data::LoaderOptions o = lo;
+      o.shuffle = false;
+      o.flip = false;
+      o.global_batch = std::min<int64_t>(lo.global_batch, eval->size() / world * world);
+      return std::make_unique<data::Loader>(eval, o);
+    };
+  return source;
 }
 
 const RecipeInfo& recipe_named(const std::string& name) {
@@ -80,57 +124,28 @@ int train_command(const Args& args, MpiRuntime& mpi) {
   if (run_dir.empty()) run_dir = (fs::path("runs") / fs::path(config_path).stem()).string();
 
   const DistContext& ctx = mpi.context();
-  at::set_num_threads(intra_op_threads(ctx, static_cast<int>(config.int64("train.threads"))));
+  const TrainOptions options = parse_train_options(config);
+  at::set_num_threads(intra_op_threads(ctx, options.threads));
   // One GPU per rank (local rank) when LibTorch has CUDA; otherwise the CPU.
   torch::Device device = torch::kCPU;
   if (torch::cuda::is_available())
     device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(ctx.local_rank % torch::cuda::device_count()));
   CommOptions comm_options;
   comm_options.device = device;
-  comm_options.timeout_s = config.real("dist.timeout_s");
-  auto comm = make_communicator(config.str("dist.backend"), comm_options);
+  comm_options.timeout_s = options.timeout_s;
+  auto comm = make_communicator(options.backend, comm_options);
 
-  const RecipeInfo& info = recipe_named(config.str("run.recipe"));
-  TrainSetup setup{config, *comm, run_dir, resume, device, {}, {}, {}, {}, {}};
+  const RecipeInfo& info = recipe_named(options.recipe);
+  TrainSetup setup{config, *comm, run_dir, resume, device, {}, {}, {}};
   std::optional<SyntheticData> synthetic;
   if (info.synthetic_data)
-    synthetic = info.synthetic_data(config, SourceSpec{ctx.rank, ctx.world_size, config.int64("train.batch_size"),
-                                                       static_cast<uint64_t>(config.int64("run.seed"))});
-  std::shared_ptr<data::ShardedDataset> train_data, eval_data;
-  if (synthetic) {  // the recipe makes its own samples; data.path is not read
-    setup.shape = synthetic->shape;
-    setup.make_train_source = synthetic->make_train;
-    setup.make_eval_source = synthetic->make_eval;
-  } else {
-    train_data = data::ShardedDataset::open(config.str("data.path"));
-    if (!config.str("data.eval_path").empty()) eval_data = data::ShardedDataset::open(config.str("data.eval_path"));
-    const auto& m = train_data->manifest();
-    if (eval_data && (eval_data->manifest().height != m.height || eval_data->manifest().width != m.width ||
-                      eval_data->manifest().channels != m.channels))
-      throw DataError(at(config.str("data.eval_path"), "image shape differs from data.path's"));
-
-    data::LoaderOptions lo;
-    lo.global_batch = config.int64("train.batch_size");
-    lo.rank = ctx.rank;
-    lo.world_size = ctx.world_size;
-    lo.seed = static_cast<uint64_t>(config.int64("run.seed"));
-    lo.flip = config.flag("data.flip");
-    lo.workers = static_cast<unsigned>(config.int64("data.workers"));
-    lo.prefetch = static_cast<unsigned>(config.int64("data.prefetch"));
-    setup.shape = {m.channels, m.height, m.width, m.has_labels};
-    setup.make_train_source = [train_data, lo](const DataPosition& start) {
-      data::LoaderOptions o = lo;
-      o.start = start;
-      return std::make_unique<data::Loader>(train_data, o);
-    };
-    if (eval_data)
-      setup.make_eval_source = [eval_data, lo, world = ctx.world_size]() -> std::unique_ptr<BatchSource> {
-        data::LoaderOptions o = lo;
-        o.shuffle = false;
-        o.flip = false;
-        o.global_batch = std::min<int64_t>(lo.global_batch, eval_data->size() / world * world);
-        return std::make_unique<data::Loader>(eval_data, o);
-      };
+    synthetic = info.synthetic_data(config, SourceSpec{ctx.rank, ctx.world_size, options.batch_size, options.seed});
+  for (const StreamSpec& spec : info.streams) {
+    if (synthetic && spec.name == kMainStream) {  // the recipe makes its own samples; data.path is not read
+      setup.streams.push_back({spec.name, synthetic->shape, synthetic->make_train, synthetic->make_eval});
+      continue;
+    }
+    setup.streams.push_back(open_stream(config, spec, ctx, stream_seed(options.seed, spec.name)));
   }
   setup.make_recipe = info.create;
   setup.abort_job = [&mpi](int code) { mpi.abort(code); };

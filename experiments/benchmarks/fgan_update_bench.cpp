@@ -3,7 +3,8 @@
 // reductions, V run a second time on the generated batch), side by side in one run.
 //
 //   mpiexec -n 2 build/fgan_update_bench [--model mlp|dcgan] [--batch 512] [--steps 20] [--rounds 5]
-//                                        [--divergence gan] [--objective practical] [--bucket-mb 25] [--first-bucket-mb 25]
+//                                        [--divergence gan] [--objective practical] [--bucket-mb 25] [--first-bucket-mb
+//                                        25]
 //
 // The recipe is built as the trainer builds it (same seed, rank 0's state broadcast, GradSync with the
 // given buckets, overlap off as on CPUs), on a communicator that counts all-reduces. Batches are
@@ -47,15 +48,24 @@ Options parse(int argc, char** argv) {
     std::string a = argv[i];
     if (i + 1 >= argc) throw gantry::UsageError(a + ": missing value");
     std::string v = argv[++i];
-    if (a == "--model") o.model = v;
-    else if (a == "--divergence") o.divergence = v;
-    else if (a == "--objective") o.objective = v;
-    else if (a == "--batch") o.batch = std::atoll(v.c_str());
-    else if (a == "--steps") o.steps = std::atoll(v.c_str());
-    else if (a == "--rounds") o.rounds = std::atoll(v.c_str());
-    else if (a == "--bucket-mb") o.bucket_mb = std::atof(v.c_str());
-    else if (a == "--first-bucket-mb") o.first_bucket_mb = std::atof(v.c_str());
-    else throw gantry::UsageError(a + ": unknown option");
+    if (a == "--model")
+      o.model = v;
+    else if (a == "--divergence")
+      o.divergence = v;
+    else if (a == "--objective")
+      o.objective = v;
+    else if (a == "--batch")
+      o.batch = std::atoll(v.c_str());
+    else if (a == "--steps")
+      o.steps = std::atoll(v.c_str());
+    else if (a == "--rounds")
+      o.rounds = std::atoll(v.c_str());
+    else if (a == "--bucket-mb")
+      o.bucket_mb = std::atof(v.c_str());
+    else if (a == "--first-bucket-mb")
+      o.first_bucket_mb = std::atof(v.c_str());
+    else
+      throw gantry::UsageError(a + ": unknown option");
   }
   return o;
 }
@@ -75,8 +85,8 @@ int main(int argc, char** argv) {
     at::set_num_threads(gantry::intra_op_threads(ctx, 0));
     auto comm = gantry::make_communicator("mpi");
     gantry::CountingCommunicator counting(*comm);
-    const gantry::DataShape shape = o.model == "dcgan" ? gantry::DataShape{3, 64, 64, false}
-                                                       : gantry::DataShape{1, 28, 28, false};
+    const gantry::DataShape shape =
+        o.model == "dcgan" ? gantry::DataShape{3, 64, 64, false} : gantry::DataShape{1, 28, 28, false};
     if (o.batch % ctx.world_size != 0) throw gantry::UsageError("--batch: must divide by the world size");
     const int64_t local = o.batch / ctx.world_size;
 
@@ -99,12 +109,15 @@ int main(int argc, char** argv) {
         so.overlap = false;
         gantry::GradSync sync(counting, so);
         torch::manual_seed(1);
-        auto recipe = gantry::fgan::recipe_info().create(gantry::RecipeEnv{c, shape, torch::kCPU, counting, sync});
+        gantry::StepContext step(sync, gantry::StepOptions{});
+        auto recipe = gantry::fgan::recipe_info().create(
+            gantry::RecipeEnv{c, {{gantry::kMainStream, shape}}, torch::kCPU, counting, sync, step});
         for (const auto& [name, net] : recipe->networks()) gantry::broadcast_state(counting, *net);
         auto batch_at = [&](int64_t step) {
           auto gen = gantry::batch_generator(7, 0, gantry::DataPosition{0, step * o.batch});
           auto images = at::rand({local, shape.channels, shape.height, shape.width}, gen, torch::kFloat32) * 2 - 1;
-          return gantry::Batch{images, {}, gantry::DataPosition{0, step * o.batch}};
+          return gantry::StepBatches{
+              {gantry::kMainStream, gantry::Batch{images, {}, gantry::DataPosition{0, step * o.batch}}}};
         };
         for (int64_t s = 0; s < 2; ++s) recipe->train_step(batch_at(s));
         counting.barrier();
@@ -120,11 +133,12 @@ int main(int argc, char** argv) {
       }
     }
     if (ctx.rank == 0) {
-      std::printf("f-GAN update, model %s, divergence %s, objective %s, %d ranks x %lld samples, %d threads each, "
-                  "buckets %.0f/%.0f MiB, %lld steps x %lld rounds\n",
-                  o.model.c_str(), o.divergence.c_str(), o.objective.c_str(), ctx.world_size,
-                  static_cast<long long>(local), at::get_num_threads(), o.bucket_mb, o.first_bucket_mb,
-                  static_cast<long long>(o.steps), static_cast<long long>(o.rounds));
+      std::printf(
+          "f-GAN update, model %s, divergence %s, objective %s, %d ranks x %lld samples, %d threads each, "
+          "buckets %.0f/%.0f MiB, %lld steps x %lld rounds\n",
+          o.model.c_str(), o.divergence.c_str(), o.objective.c_str(), ctx.world_size, static_cast<long long>(local),
+          at::get_num_threads(), o.bucket_mb, o.first_bucket_mb, static_cast<long long>(o.steps),
+          static_cast<long long>(o.rounds));
       std::map<std::string, double> median;
       for (auto& [mode, r] : results) {
         std::vector<double> v = r.ms;

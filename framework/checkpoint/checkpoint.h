@@ -31,7 +31,8 @@ inline constexpr int kCheckpointVersion = 1;
 
 struct CheckpointMeta {
   int64_t step = 0;   // optimizer steps done
-  DataPosition data;  // position of the next batch
+  DataPosition data;  // position of the next batch of the main data stream ("data_position")
+  std::map<std::string, DataPosition> streams;  // every stream's ("data_positions"; includes the main one)
   int world_size = 1;
   std::string recipe;      // run.recipe
   std::string config_ini;  // the resolved configuration
@@ -82,6 +83,8 @@ struct VerifiedCheckpoint {
   nlohmann::json manifest;
 };
 
+// A manifest's metadata (no verification; nlohmann::json exceptions on a malformed one).
+CheckpointMeta manifest_meta(const nlohmann::json& manifest);
 // Checks manifest.json and every file's size and checksum; CheckpointError naming the file otherwise.
 VerifiedCheckpoint verify_checkpoint(const std::string& dir);
 // Complete checkpoint directories of a run, newest first.

@@ -36,13 +36,10 @@ inline torch::Tensor images_to_float(const torch::Tensor& images, const torch::D
       .contiguous();
 }
 
-// A CPU generator for the random numbers that go with one global batch (noise, synthetic samples),
-// keyed by (run seed, stream, data position): the same on every world size (draw the global batch's
-// numbers, take this rank's rows) and after a resume. `stream` separates independent uses (e.g. a
-// recipe's latent noise from its data). LibTorch's CPU generator (mt19937) keeps only the low 32 bits of
-// its seed, so the key is mixed (splitmix64 finaliser) before it is folded to them; otherwise keys that
-// differ only in high bits, such as the epoch, would give the same numbers.
-inline at::Generator batch_generator(uint64_t seed, uint64_t stream, const DataPosition& position) {
+// A 64-bit key mixed from (run seed, stream, a, b) (splitmix64 finaliser at each step): every
+// per-purpose random stream of a run derives from run.seed through it — never by adding offsets to the
+// seed, which makes streams of neighbouring seeds collide.
+inline uint64_t keyed_seed(uint64_t seed, uint64_t stream, uint64_t a = 0, uint64_t b = 0) {
   auto mix = [](uint64_t x) {
     x += 0x9E3779B97F4A7C15ull;
     x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -51,9 +48,24 @@ inline at::Generator batch_generator(uint64_t seed, uint64_t stream, const DataP
   };
   uint64_t h = mix(seed);
   h = mix(h ^ stream);
-  h = mix(h ^ static_cast<uint64_t>(position.epoch));
-  h = mix(h ^ static_cast<uint64_t>(position.index));
+  h = mix(h ^ a);
+  return mix(h ^ b);
+}
+
+// A CPU generator keyed by (run seed, stream, a, b). LibTorch's CPU generator (mt19937) keeps only the
+// low 32 bits of its seed, so the mixed key is folded to them; otherwise keys that differ only in high
+// bits would give the same numbers.
+inline at::Generator keyed_generator(uint64_t seed, uint64_t stream, uint64_t a = 0, uint64_t b = 0) {
+  const uint64_t h = keyed_seed(seed, stream, a, b);
   return at::make_generator<at::CPUGeneratorImpl>((h ^ (h >> 32)) & 0xFFFFFFFFull);
+}
+
+// The random numbers that go with one global batch (noise, synthetic samples), keyed by (run seed,
+// stream, data position): the same on every world size (draw the global batch's numbers, take this
+// rank's rows) and after a resume. `stream` separates independent uses (e.g. a recipe's latent noise
+// from its data).
+inline at::Generator batch_generator(uint64_t seed, uint64_t stream, const DataPosition& position) {
+  return keyed_generator(seed, stream, static_cast<uint64_t>(position.epoch), static_cast<uint64_t>(position.index));
 }
 
 // This rank's rows of a tensor drawn for the whole global batch (rank r of W takes rows

@@ -1,15 +1,20 @@
 // Recipe: what a model family plugs into the trainer. A recipe owns its networks, optimizers, losses,
-// the order of its updates (arm/finish its GradSync groups around each backward), sampling and
-// evaluation; the trainer owns the loop, schedules, logging, checkpoints, signals and data position.
+// the order of its updates, sampling and evaluation; the trainer owns the loop, schedules, logging,
+// checkpoints, signals and the data streams' positions. Each update goes through the StepContext
+// (step_context.h), which does what every update repeats: micro-batches, loss averaging, the GradSync
+// group's reduction, clipping, the optimizer step.
 //
 // Adding a recipe: models/<name>/ implements Recipe and exposes a RecipeInfo (its name, the keys of its
-// own config section, a factory); launch/recipes.cpp lists it; experiments/<name>_*.ini configures it.
+// own config section, the data streams it reads, a factory); launch/recipes.cpp lists it;
+// experiments/<name>_*.ini configures it.
 #pragma once
 
+#include <ATen/core/Generator.h>
 #include <torch/nn/module.h>
 #include <torch/optim/optimizer.h>
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -20,25 +25,49 @@
 #include "dist/communicator.h"
 #include "dist/grad_sync.h"
 #include "train/batch_source.h"
+#include "train/step_context.h"
 
 namespace gantry {
 
-// Image shape of the training data: what networks are built for.
+// Image shape of a data stream: what networks are built for.
 struct DataShape {
   int64_t channels = 1, height = 28, width = 28;
   bool has_labels = false;
 };
 
+// A data stream a recipe reads. The stream "train" reads data.path (held out: data.eval_path); any other
+// name N reads data.N_path (data.N_eval_path). Each has its own seeded permutation and its own position
+// in the checkpoint, and resumes exactly on any world size.
+enum class BatchFormat {
+  kFloat,  // (B, C, H, W) float32 in [-1, 1]
+  kUint8,  // (B, H, W, C) uint8 as stored (a likelihood over pixel values; GPU runs convert on the device)
+};
+struct StreamSpec {
+  std::string name = "train";
+  BatchFormat format = BatchFormat::kFloat;
+};
+inline const std::string kMainStream = "train";
+
+// The batches of one step, one per declared stream, by name.
+using StepBatches = std::map<std::string, Batch>;
+
 // What a recipe is built from.
 struct RecipeEnv {
   const Config& config;
-  DataShape shape;
+  std::map<std::string, DataShape> shapes;  // per stream
   torch::Device device;
   Communicator& comm;
-  GradSync& sync;  // register groups in the constructor, in the same order on every rank
+  GradSync& sync;     // register groups in the constructor, in the same order on every rank
+  StepContext& step;  // every update goes through it
+  const DataShape& shape() const { return shapes.at(kMainStream); }
 };
 
-using Losses = std::vector<std::pair<std::string, double>>;  // named, in display order; this rank's values
+// Extra state a recipe checkpoints beside its networks and optimizers (e.g. CycleGAN's image pools).
+// shared: one value for the run (rank 0's is saved); per_rank: every rank's own (same shapes on every
+// rank), given back to each rank on a resume at the same world size (empty on another world size).
+struct RecipeState {
+  std::vector<std::pair<std::string, torch::Tensor>> shared, per_rank;
+};
 
 class Recipe {
  public:
@@ -48,17 +77,20 @@ class Recipe {
   // and checkpoints) and optimizers (their learning rates are set by the trainer's schedule).
   virtual std::vector<std::pair<std::string, std::shared_ptr<torch::nn::Module>>> networks() = 0;
   virtual std::vector<std::pair<std::string, torch::optim::Optimizer*>> optimizers() = 0;
+  virtual RecipeState state() { return {}; }
+  virtual void restore(const RecipeState& state) {}
 
-  // One optimizer step on this rank's share of the global batch.
-  virtual Losses train_step(const Batch& batch) = 0;
-  // n samples (n, C, H, W) in [-1, 1], drawn with the CPU generator (seeded by the trainer), for the
-  // sample grid; an undefined tensor when the samples are not images (no grid is written).
-  virtual torch::Tensor sample(int64_t n) = 0;
-  // Held-out metrics over `batches` batches of `eval` (rank-local; the trainer averages across ranks).
-  virtual Losses evaluate(BatchSource& eval, int64_t batches) { return {}; }
-  // Extra pictures for the run directory (e.g. reconstructions), from a training batch. `prefix`
-  // is a path without extension, e.g. RUN/samples/recon-step-00000100.
-  virtual void write_visuals(const std::string& prefix, const Batch& batch) {}
+  // One optimizer step on this rank's share of the global batch of every stream.
+  virtual Losses train_step(const StepBatches& batches) = 0;
+  // n samples (n, C, H, W) in [-1, 1] drawn from `gen` (CPU), for the sample grid; an undefined tensor
+  // when the samples are not images (no grid is written).
+  virtual torch::Tensor sample(int64_t n, at::Generator& gen) = 0;
+  // Held-out metrics over `batches` batches of `eval` (rank-local; the trainer averages across ranks),
+  // random numbers from `gen`.
+  virtual Losses evaluate(BatchSource& eval, int64_t batches, at::Generator& gen) { return {}; }
+  // Extra pictures for the run directory (e.g. reconstructions), from a training step's batches.
+  // `prefix` is a path without extension, e.g. RUN/samples/recon-step-00000100.
+  virtual void write_visuals(const std::string& prefix, const StepBatches& batches, at::Generator& gen) {}
 };
 
 // Data a recipe generates itself (samples of a known distribution) instead of reading data.path.
@@ -80,8 +112,9 @@ struct RecipeInfo {
   std::function<void(Schema&)> add_keys;  // its own section, e.g. [vae]
   std::function<std::unique_ptr<Recipe>(const RecipeEnv&)> create;
   // Optional: returns the recipe's own data when the configuration asks for it (e.g. f-GAN's 1-D
-  // mixture experiment), nothing to read the image dataset at data.path.
+  // mixture experiment), nothing to read the image dataset at data.path. Replaces the "train" stream.
   std::function<std::optional<SyntheticData>(const Config&, const SourceSpec&)> synthetic_data;
+  std::vector<StreamSpec> streams = {StreamSpec{}};  // the first is the one epochs and metrics count
 };
 
 }  // namespace gantry

@@ -37,5 +37,9 @@ bool stop_requested() {
 int stop_signal() {
   return g_signal.load();
 }
+void clear_stop_request() {
+  g_signal.store(0);
+  g_interrupts.store(0);
+}
 
 }  // namespace gantry

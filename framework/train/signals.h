@@ -7,5 +7,7 @@ namespace gantry {
 void install_stop_handlers();
 bool stop_requested();
 int stop_signal();  // the first signal received, 0 if none
+// Forgets a stop request (a run started again in the same process, e.g. in-process tests).
+void clear_stop_request();
 
 }  // namespace gantry

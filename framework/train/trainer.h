@@ -1,21 +1,30 @@
-// The training run: resume or start, then the loop — batch → recipe step → log → sample → eval →
-// checkpoint — with a stop agreement at every step boundary. Everything a run needs is passed in
-// (TrainSetup): the framework knows no dataset format and no recipe.
+// The training run: resume or start, then the loop — batches → recipe step → log → sample → eval →
+// stop agreement → checkpoint. Everything a run needs is passed in (TrainSetup): the framework knows no
+// dataset format and no recipe. run_state.h holds the resume decision, snapshot and restore.
 #pragma once
 
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "config/config.h"
 #include "dist/communicator.h"
 #include "train/batch_source.h"
 #include "train/recipe.h"
+#include "train/train_options.h"
 
 namespace gantry {
 
-// The keys every recipe shares (run.*, data.*, train.*, dist.*); `recipes` are the registered names.
-void add_common_keys(Schema& schema, const std::vector<std::string>& recipes);
+// One data stream as the trainer reads it.
+struct StreamSource {
+  std::string name = kMainStream;
+  DataShape shape;
+  // The stream from a position (resume), and a fresh held-out stream (null: no evaluation; only the main
+  // stream's is evaluated).
+  std::function<std::unique_ptr<BatchSource>(const DataPosition&)> make_train;
+  std::function<std::unique_ptr<BatchSource>()> make_eval;
+};
 
 struct TrainSetup {
   const Config& config;
@@ -23,10 +32,7 @@ struct TrainSetup {
   std::string run_dir;
   std::string resume = "auto";  // auto | none | PATH
   torch::Device device = torch::kCPU;
-  DataShape shape;
-  // The training stream from a position (resume), and a fresh held-out stream (null: no evaluation).
-  std::function<std::unique_ptr<BatchSource>(const DataPosition&)> make_train_source;
-  std::function<std::unique_ptr<BatchSource>()> make_eval_source;
+  std::vector<StreamSource> streams;  // the recipe's, in its declared order; the first is the main one
   std::function<std::unique_ptr<Recipe>(const RecipeEnv&)> make_recipe;
   // Ends every rank of the job at once with `exit_code` (MPI_Abort): for an error raised during training
   // on some ranks only, which would otherwise leave the others waiting in a collective.

@@ -16,14 +16,17 @@ namespace F = torch::nn::functional;
 class DcganRecipe : public Recipe {
  public:
   explicit DcganRecipe(const RecipeEnv& env)
-      : sync_(env.sync), device_(env.device), rank_(env.comm.rank()), world_(env.comm.world_size()),
-        seed_(static_cast<uint64_t>(env.config.int64("run.seed"))), uniform_(env.config.str("dcgan.z") == "uniform"),
-        ema_decay_(env.config.real("dcgan.ema")), clip_(env.config.real("train.clip_grad_norm")) {
+      : step_(env.step),
+        device_(env.device),
+        rank_(env.comm.rank()),
+        world_(env.comm.world_size()),
+        seed_(static_cast<uint64_t>(env.config.int64("run.seed"))),
+        uniform_(env.config.str("dcgan.z") == "uniform"),
+        ema_decay_(env.config.real("dcgan.ema")) {
     const Config& c = env.config;
-    if (env.shape.height != env.shape.width)
-      throw UsageError(at(c.str("data.path"), "DCGAN needs square images"));
-    o_.resolution = env.shape.height;
-    o_.channels = env.shape.channels;
+    if (env.shape().height != env.shape().width) throw UsageError(at(c.str("data.path"), "DCGAN needs square images"));
+    o_.resolution = env.shape().height;
+    o_.channels = env.shape().channels;
     o_.z_dim = c.int64("dcgan.z_dim");
     o_.g_width = c.int64("dcgan.g_width");
     o_.d_width = c.int64("dcgan.d_width");
@@ -48,13 +51,13 @@ class DcganRecipe : public Recipe {
       ema_->to(device_);
       copy_state(*g_, *ema_);
     }
-    sync_.add_group("D", {d_.ptr()});
-    sync_.add_group("G", {g_.ptr()});
+    env.sync.add_group("D", {d_.ptr()});
+    env.sync.add_group("G", {g_.ptr()});
   }
 
   std::vector<std::pair<std::string, std::shared_ptr<torch::nn::Module>>> networks() override {
     std::vector<std::pair<std::string, std::shared_ptr<torch::nn::Module>>> n = {{"generator", g_.ptr()},
-                                                                                   {"discriminator", d_.ptr()}};
+                                                                                 {"discriminator", d_.ptr()}};
     if (ema_) n.emplace_back("generator_ema", ema_.ptr());
     return n;
   }
@@ -62,53 +65,48 @@ class DcganRecipe : public Recipe {
     return {{"adam_g", opt_g_.get()}, {"adam_d", opt_d_.get()}};
   }
 
-  Losses train_step(const Batch& batch) override {
+  Losses train_step(const StepBatches& batches) override {
+    const Batch& batch = batches.at(kMainStream);
     auto real = images_to_float(batch.images, device_);
-    const int64_t b = real.size(0);
-    auto z = step_noise(batch, b);
+    auto z = step_noise(batch, real.size(0));
 
-    // Discriminator: real and (detached) fake batches, D's gradients reduced, D steps.
-    opt_d_->zero_grad();
-    sync_.arm("D");
-    auto fake = g_->forward(z);
-    auto logit_real = d_->forward(real);
-    auto logit_fake = d_->forward(fake.detach());
-    auto loss_d = F::binary_cross_entropy_with_logits(logit_real, torch::ones_like(logit_real)) +
-                  F::binary_cross_entropy_with_logits(logit_fake, torch::zeros_like(logit_fake));
-    sync_.average_loss(loss_d).backward();
-    sync_.finish("D");
-    if (clip_ > 0) sync_.clip_grad_norm("D", clip_);
-    opt_d_->step();
+    // Discriminator: real and (detached) fake batches, D's gradients reduced, D steps. The generated
+    // micro-batches keep their graphs for the generator's step.
+    std::vector<torch::Tensor> fakes;
+    Losses d = step_.update("D", {opt_d_.get()}, [&](int64_t k) {
+      fakes.push_back(g_->forward(step_.micro(z, k)));
+      auto logit_real = d_->forward(step_.micro(real, k));
+      auto logit_fake = d_->forward(fakes.back().detach());
+      auto loss_d = F::binary_cross_entropy_with_logits(logit_real, torch::ones_like(logit_real)) +
+                    F::binary_cross_entropy_with_logits(logit_fake, torch::zeros_like(logit_fake));
+      return Losses{{"loss_d", loss_d},
+                    {"d_real", torch::sigmoid(logit_real).mean()},
+                    {"d_fake", torch::sigmoid(logit_fake).mean()}};
+    });
 
     // Generator: non-saturating loss −log D(G(z)); backward flows through D, but only G is reduced.
-    opt_g_->zero_grad();
-    sync_.arm("G");
-    auto logit_gen = d_->forward(fake);
-    auto loss_g = F::binary_cross_entropy_with_logits(logit_gen, torch::ones_like(logit_gen));
-    sync_.average_loss(loss_g).backward();
-    sync_.finish("G");
-    if (clip_ > 0) sync_.clip_grad_norm("G", clip_);
-    opt_g_->step();
+    Losses g = step_.update("G", {opt_g_.get()}, [&](int64_t k) {
+      auto logit_gen = d_->forward(fakes[static_cast<size_t>(k)]);
+      return Losses{{"loss_g", F::binary_cross_entropy_with_logits(logit_gen, torch::ones_like(logit_gen))}};
+    });
     if (ema_) update_ema();
-    return {{"loss_d", loss_d.item<double>()},
-            {"loss_g", loss_g.item<double>()},
-            {"d_real", torch::sigmoid(logit_real).mean().item<double>()},
-            {"d_fake", torch::sigmoid(logit_fake).mean().item<double>()}};
+    return {d[0], g[0], d[1], d[2]};
   }
 
-  // Samples from a fixed latent batch (the trainer seeds the RNG the same way at every grid), in
+  // Samples from a fixed latent batch (the trainer passes the same generator state at every grid), in
   // training mode as DCGAN samples are usually drawn; BatchNorm statistics are restored afterwards so
   // sampling leaves no trace in the networks.
-  torch::Tensor sample(int64_t n) override {
+  torch::Tensor sample(int64_t n, at::Generator& gen) override {
     torch::NoGradGuard no_grad;
     Generator& g = ema_ ? ema_ : g_;
     BufferSnapshot keep({g.ptr()});
-    return g->forward(latent(n, at::detail::getDefaultCPUGenerator()).to(device_)).cpu();
+    return g->forward(latent(n, gen).to(device_)).cpu();
   }
 
  private:
   torch::Tensor latent(int64_t n, at::Generator gen) const {
-    return uniform_ ? at::rand({n, o_.z_dim}, gen, torch::kFloat32) * 2 - 1 : at::randn({n, o_.z_dim}, gen, torch::kFloat32);
+    return uniform_ ? at::rand({n, o_.z_dim}, gen, torch::kFloat32) * 2 - 1
+                    : at::randn({n, o_.z_dim}, gen, torch::kFloat32);
   }
 
   // Latent noise for the whole global batch from (seed, data position), sliced to this rank's rows:
@@ -134,12 +132,12 @@ class DcganRecipe : public Recipe {
     for (auto& b : sb) db[b.key()].copy_(b.value());
   }
 
-  GradSync& sync_;
+  StepContext& step_;
   torch::Device device_;
   int rank_, world_;
   uint64_t seed_;
   bool uniform_;
-  double ema_decay_, clip_;
+  double ema_decay_;
   DcganOptions o_;
   Generator g_{nullptr}, ema_{nullptr};
   Discriminator d_{nullptr};
@@ -157,8 +155,8 @@ RecipeInfo recipe_info() {
                 .add_int("dcgan.g_width", 128, "generator channels before the output layer (x8 at 4x4 for 64x64)", 1)
                 .add_int("dcgan.d_width", 64, "discriminator channels at its first layer", 1)
                 .add_real("dcgan.beta1", 0.5, "Adam beta1", 0, 1)
-                .add_real("dcgan.ema", 0, "decay of an exponential moving average of the generator for sampling (0: off)",
-                          0, 0.99999);
+                .add_real("dcgan.ema", 0,
+                          "decay of an exponential moving average of the generator for sampling (0: off)", 0, 0.99999);
           },
           [](const RecipeEnv& env) { return std::make_unique<DcganRecipe>(env); },
           {}};

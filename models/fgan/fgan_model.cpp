@@ -67,5 +67,7 @@ torch::Tensor GaussianGeneratorImpl::forward(const torch::Tensor& z) { return mu
 
 double GaussianGeneratorImpl::mu() const { return mu_.item<double>(); }
 double GaussianGeneratorImpl::sigma() const { return std::exp(log_sigma_.item<double>()); }
+torch::Tensor GaussianGeneratorImpl::mu_tensor() const { return mu_.detach().reshape({}); }
+torch::Tensor GaussianGeneratorImpl::sigma_tensor() const { return log_sigma_.detach().exp().reshape({}); }
 
 }  // namespace gantry::fgan

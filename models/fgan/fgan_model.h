@@ -52,6 +52,9 @@ class GaussianGeneratorImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& z);  // (B, 1) standard normal → (B, 1) = μ + σ z
   double mu() const;
   double sigma() const;
+  // The same as 0-dim tensors on the parameters' device (no host sync), detached.
+  torch::Tensor mu_tensor() const;
+  torch::Tensor sigma_tensor() const;
 
  private:
   torch::Tensor mu_, log_sigma_;

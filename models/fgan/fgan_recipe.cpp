@@ -28,11 +28,17 @@ struct Player {
 class FganRecipe : public Recipe {
  public:
   explicit FganRecipe(const RecipeEnv& env)
-      : sync_(env.sync), device_(env.device), rank_(env.comm.rank()), world_(env.comm.world_size()),
-        seed_(static_cast<uint64_t>(env.config.int64("run.seed"))), shape_(env.shape),
-        div_(divergence_by_name(env.config.str("fgan.divergence"))), objective_(objective_by_name(env.config.str("fgan.generator_objective"))),
-        single_(env.config.str("fgan.update") == "single"), model_(env.config.str("fgan.model")),
-        z_dim_(model_ == "gaussian" ? 1 : env.config.int64("fgan.z_dim")), clip_(env.config.real("train.clip_grad_norm")) {
+      : step_(env.step),
+        device_(env.device),
+        rank_(env.comm.rank()),
+        world_(env.comm.world_size()),
+        seed_(static_cast<uint64_t>(env.config.int64("run.seed"))),
+        shape_(env.shape()),
+        div_(divergence_by_name(env.config.str("fgan.divergence"))),
+        objective_(objective_by_name(env.config.str("fgan.generator_objective"))),
+        single_(env.config.str("fgan.update") == "single"),
+        model_(env.config.str("fgan.model")),
+        z_dim_(model_ == "gaussian" ? 1 : env.config.int64("fgan.z_dim")) {
     const Config& c = env.config;
     build_networks(c);
     g_.module->to(device_);
@@ -46,10 +52,10 @@ class FganRecipe : public Recipe {
     // Every rank registers the same groups in the same order (the mode is in the configuration).
     // "G+V": the single step's one reduction; "V" and "G": the alternating steps' own reductions.
     if (single_) {
-      sync_.add_group("G+V", {g_.module, v_.module});
+      env.sync.add_group("G+V", {g_.module, v_.module});
     } else {
-      sync_.add_group("V", {v_.module});
-      sync_.add_group("G", {g_.module});
+      env.sync.add_group("V", {v_.module});
+      env.sync.add_group("G", {g_.module});
     }
   }
 
@@ -60,83 +66,75 @@ class FganRecipe : public Recipe {
     return {{"adam_g", opt_g_.get()}, {"adam_v", opt_v_.get()}};
   }
 
-  Losses train_step(const Batch& batch) override {
+  Losses train_step(const StepBatches& batches) override {
+    const Batch& batch = batches.at(kMainStream);
     auto real = input(batch);
     auto z = step_noise(batch, real.size(0));
-    ObjectiveTerms values;
-    opt_g_->zero_grad();
-    opt_v_->zero_grad();
+    Losses out;
     if (single_) {
       // Algorithm 1: one forward, one backward, one reduction of both players' gradients, both step.
-      sync_.arm("G+V");
-      auto fake = g_.forward(z);
-      values = single_step_backward(div_, objective_, v_.forward, real, fake,
-                                    [this](const torch::Tensor& l) { return sync_.average_loss(l); });
-      sync_.finish("G+V");
-      clip(*v_.module);
-      clip(*g_.module);
-      opt_v_->step();
-      opt_g_->step();
+      out = step_.update_with_backward(
+          "G+V", {opt_v_.get(), opt_g_.get()}, [&](int64_t k, const StepContext::Scale& scale) {
+            auto fake = g_.forward(step_.micro(z, k));
+            return report(single_step_backward(div_, objective_, v_.forward, step_.micro(real, k), fake, scale));
+          });
     } else {
       // Alternating: V ascends F on a detached generated batch (V reduced alone), then G takes its
       // step against the updated V (G reduced alone).
-      auto fake = g_.forward(z);
-      sync_.arm("V");
-      values = objective(div_, v_.forward(real), v_.forward(fake.detach()));
-      sync_.average_loss(-values.F).backward();
-      sync_.finish("V");
-      clip(*v_.module);
-      opt_v_->step();
-      sync_.arm("G");
-      auto loss_g = generator_loss(div_, objective_, v_.forward(fake));
-      sync_.average_loss(loss_g).backward();
-      sync_.finish("G");
-      clip(*g_.module);
-      opt_g_->step();
+      std::vector<torch::Tensor> fakes;
+      out = step_.update("V", {opt_v_.get()}, [&](int64_t k) {
+        fakes.push_back(g_.forward(step_.micro(z, k)));
+        ObjectiveTerms values = objective(div_, v_.forward(step_.micro(real, k)), v_.forward(fakes.back().detach()));
+        Losses l = report(values);
+        l.insert(l.begin(), {"loss_v", -values.F});
+        return l;
+      });
+      out.erase(out.begin());  // loss_v is −F
+      step_.update("G", {opt_g_.get()}, [&](int64_t k) {
+        return Losses{{"loss_g", generator_loss(div_, objective_, v_.forward(fakes[static_cast<size_t>(k)]))}};
+      });
     }
-    Losses out = {{"F", values.F.item<double>()},
-                  {"E_P_T", values.real_T.item<double>()},
-                  {"E_Q_fstar_T", values.fake_conj_T.item<double>()}};
     if (gaussian_) {
-      out.emplace_back("mu", gaussian_->mu());
-      out.emplace_back("sigma", gaussian_->sigma());
+      out.emplace_back("mu", gaussian_->mu_tensor());
+      out.emplace_back("sigma", gaussian_->sigma_tensor());
     }
     return out;
   }
 
-  // Samples from a fixed latent batch (the trainer seeds the CPU generator), BatchNorm in training mode
+  // Samples from a fixed latent batch (the trainer's generator), BatchNorm in training mode
   // as in training, its statistics restored afterwards. The 1-D model's samples are not images.
-  torch::Tensor sample(int64_t n) override {
+  torch::Tensor sample(int64_t n, at::Generator& gen) override {
     if (gaussian_) return {};
     torch::NoGradGuard no_grad;
     BufferSnapshot keep({g_.module});
-    return generated_images(latent(n, at::detail::getDefaultCPUGenerator()).to(device_)).cpu();
+    return generated_images(latent(n, gen).to(device_)).cpu();
   }
 
   // F on held-out real samples against fresh generated ones (a lower bound on D_f(P‖Q_θ) up to V's
   // capacity). The 1-D model also reports θ = (μ, σ), D_f(P‖Q_θ) by quadrature, and the optimum θ*.
-  Losses evaluate(BatchSource& eval, int64_t batches) override {
+  Losses evaluate(BatchSource& eval, int64_t batches, at::Generator& gen) override {
     torch::NoGradGuard no_grad;
-    double sum = 0;
+    auto sum = torch::zeros({}, torch::TensorOptions(device_).dtype(torch::kFloat64));
     for (int64_t i = 0; i < batches; ++i) {
       Batch b = eval.next();
       auto real = input(b);
-      auto fake = g_.forward(latent(real.size(0), at::detail::getDefaultCPUGenerator()).to(device_));
-      sum += objective(div_, v_.forward(real), v_.forward(fake)).F.item<double>();
+      auto fake = g_.forward(latent(real.size(0), gen).to(device_));
+      sum += objective(div_, v_.forward(real), v_.forward(fake)).F.to(torch::kFloat64);
     }
     Losses out = {{"eval_F", sum / static_cast<double>(std::max<int64_t>(1, batches))}};
+    auto scalar = [](double v) { return torch::tensor(v, torch::kFloat64); };
     if (gaussian_) {
       const double mu = gaussian_->mu(), sigma = gaussian_->sigma();
       const auto mixture = paper_mixture();
-      out.emplace_back("eval_mu", mu);
-      out.emplace_back("eval_sigma", sigma);
-      out.emplace_back("eval_divergence",
-                       f_divergence(div_, [&](double x) { return mixture_pdf(mixture, x); },
-                                    [&](double x) { return normal_pdf(x, mu, sigma); }, QuadratureGrid{}));
+      out.emplace_back("eval_mu", scalar(mu));
+      out.emplace_back("eval_sigma", scalar(sigma));
+      out.emplace_back("eval_divergence", scalar(f_divergence(
+                                              div_, [&](double x) { return mixture_pdf(mixture, x); },
+                                              [&](double x) { return normal_pdf(x, mu, sigma); }, QuadratureGrid{})));
       if (!star_) star_ = fit_gaussian(div_);  // the direct answer the run should approach (once, ~0.5 s)
-      out.emplace_back("eval_mu_star", star_->mu);
-      out.emplace_back("eval_sigma_star", star_->sigma);
-      out.emplace_back("eval_divergence_star", star_->divergence);
+      out.emplace_back("eval_mu_star", scalar(star_->mu));
+      out.emplace_back("eval_sigma_star", scalar(star_->sigma));
+      out.emplace_back("eval_divergence_star", scalar(star_->divergence));
     }
     return out;
   }
@@ -171,7 +169,8 @@ class FganRecipe : public Recipe {
       g_ = {g.ptr(), [g](const torch::Tensor& z) mutable { return g->forward(z); }};
       v_ = {v.ptr(), [v](const torch::Tensor& x) mutable { return v->forward(x); }};
     } else {  // dcgan
-      if (shape_.height != shape_.width) throw UsageError(at(c.str("data.path"), "fgan.model dcgan needs square images"));
+      if (shape_.height != shape_.width)
+        throw UsageError(at(c.str("data.path"), "fgan.model dcgan needs square images"));
       dcgan::DcganOptions o;
       o.resolution = shape_.height;
       o.channels = shape_.channels;
@@ -218,12 +217,11 @@ class FganRecipe : public Recipe {
     return rank_rows(latent(local * world_, gen), rank_, world_).to(device_);
   }
 
-  // Each player's reduced gradients (identical on every rank) clipped to train.clip_grad_norm.
-  void clip(torch::nn::Module& player) {
-    if (clip_ > 0) torch::nn::utils::clip_grad_norm_(player.parameters(), clip_);
+  static Losses report(const ObjectiveTerms& values) {
+    return {{"F", values.F}, {"E_P_T", values.real_T}, {"E_Q_fstar_T", values.fake_conj_T}};
   }
 
-  GradSync& sync_;
+  StepContext& step_;
   torch::Device device_;
   int rank_, world_;
   uint64_t seed_;
@@ -233,7 +231,6 @@ class FganRecipe : public Recipe {
   bool single_;
   std::string model_;
   int64_t z_dim_;
-  double clip_;
   Player g_, v_;
   std::unique_ptr<torch::optim::Adam> opt_g_, opt_v_;
   GaussianGeneratorImpl* gaussian_ = nullptr;
@@ -268,7 +265,8 @@ RecipeInfo recipe_info() {
         .add_int("fgan.g_hidden", 1200, "mlp generator: units per hidden layer", 1)
         .add_int("fgan.v_hidden", 240, "mlp / gaussian variational function: units per hidden layer", 1)
         .add_real("fgan.g_init", 0.05, "mlp generator: weights N(0, scale^2) (0: LibTorch default)", 0)
-        .add_real("fgan.v_init", 0.005, "mlp / gaussian variational function: weights N(0, scale^2) (0: LibTorch default)", 0)
+        .add_real("fgan.v_init", 0.005,
+                  "mlp / gaussian variational function: weights N(0, scale^2) (0: LibTorch default)", 0)
         .add_int("fgan.g_width", 128, "dcgan generator channels before the output layer", 1)
         .add_int("fgan.d_width", 64, "dcgan discriminator channels at its first layer", 1)
         .add_real("fgan.beta1", 0.5, "Adam beta1", 0, 1)

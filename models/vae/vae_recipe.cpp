@@ -16,22 +16,20 @@ namespace {
 class VaeRecipe : public Recipe {
  public:
   explicit VaeRecipe(const RecipeEnv& env)
-      : sync_(env.sync),
+      : step_(env.step),
         device_(env.device),
         rank_(env.comm.rank()),
         world_(env.comm.world_size()),
-        seed_(static_cast<uint64_t>(env.config.int64("run.seed"))),
-        micro_(env.config.int64("train.micro_batches")),
-        clip_(env.config.real("train.clip_grad_norm")) {
+        seed_(static_cast<uint64_t>(env.config.int64("run.seed"))) {
     const Config& c = env.config;
     VaeOptions o;
     o.arch = c.str("vae.arch") == "conv" ? Arch::kConv : Arch::kMlp;
     std::string lik = c.str("vae.likelihood");
-    if (lik == "auto") lik = env.shape.channels == 1 ? "bernoulli" : "gaussian";
+    if (lik == "auto") lik = env.shape().channels == 1 ? "bernoulli" : "gaussian";
     o.likelihood = lik == "bernoulli" ? Likelihood::kBernoulli : Likelihood::kGaussian;
-    o.channels = env.shape.channels;
-    o.height = env.shape.height;
-    o.width = env.shape.width;
+    o.channels = env.shape().channels;
+    o.height = env.shape().height;
+    o.width = env.shape().width;
     o.hidden = c.int64("vae.hidden");
     o.latent = c.int64("vae.latent");
     try {
@@ -43,7 +41,7 @@ class VaeRecipe : public Recipe {
     optimizer_ = std::make_unique<torch::optim::Adam>(
         model_->parameters(), torch::optim::AdamOptions(c.real("train.lr")).betas({c.real("vae.beta1"), 0.999}));
     dims_ = static_cast<double>(o.channels * o.height * o.width);
-    sync_.add_group("vae", {model_.ptr()});
+    env.sync.add_group("vae", {model_.ptr()});
   }
 
   std::vector<std::pair<std::string, std::shared_ptr<torch::nn::Module>>> networks() override {
@@ -53,32 +51,16 @@ class VaeRecipe : public Recipe {
     return {{"adam", optimizer_.get()}};
   }
 
-  // Gradient of the mean negative ELBO over this rank's batch, in `micro_` micro-batches: all but the
-  // last accumulate locally, the last one's backward reduces the sum (GradSync accumulation).
-  Losses train_step(const Batch& batch) override {
+  // Gradient of the mean negative ELBO over this rank's batch (in train.micro_batches micro-batches).
+  Losses train_step(const StepBatches& batches) override {
+    const Batch& batch = batches.at(kMainStream);
     auto x = images_to_float(batch.images, device_);
-    const int64_t b = x.size(0);
-    if (b % micro_ != 0)
-      throw UsageError("train.micro_batches: " + std::to_string(micro_) + " does not divide the per-rank batch " +
-                       std::to_string(b));
-    auto noise = step_noise(batch, b);
-    optimizer_->zero_grad();
-    double loss = 0, recon = 0, kl = 0;
-    const int64_t m = b / micro_;
-    for (int64_t k = 0; k < micro_; ++k) {
-      sync_.set_accumulating(k + 1 < micro_);
-      sync_.arm("vae");
-      auto xs = x.narrow(0, k * m, m);
-      auto terms = model_->elbo(xs, model_->forward(xs, noise.narrow(0, k * m, m)));
-      sync_.average_loss(terms.loss / static_cast<double>(micro_)).backward();
-      sync_.finish("vae");
-      loss += terms.loss.item<double>() / static_cast<double>(micro_);
-      recon += terms.recon.item<double>() / static_cast<double>(micro_);
-      kl += terms.kl.item<double>() / static_cast<double>(micro_);
-    }
-    if (clip_ > 0) sync_.clip_grad_norm("vae", clip_);
-    optimizer_->step();
-    return {{"loss", loss}, {"recon", recon}, {"kl", kl}};
+    auto noise = step_noise(batch, x.size(0));
+    return step_.update("vae", {optimizer_.get()}, [&](int64_t k) {
+      auto xs = step_.micro(x, k);
+      auto terms = model_->elbo(xs, model_->forward(xs, step_.micro(noise, k)));
+      return Losses{{"loss", terms.loss}, {"recon", terms.recon}, {"kl", terms.kl}};
+    });
   }
 
   // Reparameterisation noise for the whole global batch, drawn from (seed, data position) and sliced
@@ -90,37 +72,42 @@ class VaeRecipe : public Recipe {
         .to(device_);
   }
 
-  torch::Tensor sample(int64_t n) override {
+  torch::Tensor latent_noise(int64_t n, at::Generator& gen) const {
+    return at::randn({n, model_->options().latent}, gen, torch::kFloat32).to(device_);
+  }
+
+  torch::Tensor sample(int64_t n, at::Generator& gen) override {
     torch::NoGradGuard no_grad;
-    auto z = torch::randn({n, model_->options().latent}).to(device_);
+    auto z = latent_noise(n, gen);
     return model_->mean_image(model_->decode(z)).cpu();
   }
 
   // Held-out negative ELBO (one posterior sample per image), and bits/dim = nats / (D ln 2).
-  Losses evaluate(BatchSource& eval, int64_t batches) override {
+  Losses evaluate(BatchSource& eval, int64_t batches, at::Generator& gen) override {
     torch::NoGradGuard no_grad;
     model_->eval();
-    double sum = 0, recon = 0;
+    auto sum = torch::zeros({}, torch::TensorOptions(device_).dtype(torch::kFloat64)), recon = sum.clone();
     int64_t n = 0;
     for (int64_t i = 0; i < batches; ++i) {
       Batch b = eval.next();
       auto x = images_to_float(b.images, device_);
-      auto terms = model_->elbo(x, model_->forward(x));
-      sum += terms.loss.item<double>() * static_cast<double>(x.size(0));
-      recon += terms.recon.item<double>() * static_cast<double>(x.size(0));
+      auto terms = model_->elbo(x, model_->forward(x, latent_noise(x.size(0), gen)));
+      sum += terms.loss.to(torch::kFloat64) * static_cast<double>(x.size(0));
+      recon += terms.recon.to(torch::kFloat64) * static_cast<double>(x.size(0));
       n += x.size(0);
     }
     model_->train();
-    double nelbo = sum / static_cast<double>(n);
+    auto nelbo = sum / static_cast<double>(n);
     return {{"eval_loss", nelbo},
             {"eval_recon", recon / static_cast<double>(n)},
             {"eval_bits_per_dim", nelbo / (dims_ * std::log(2.0))}};
   }
 
-  void write_visuals(const std::string& prefix, const Batch& batch) override {
+  void write_visuals(const std::string& prefix, const StepBatches& batches, at::Generator& gen) override {
     torch::NoGradGuard no_grad;
+    const Batch& batch = batches.at(kMainStream);
     auto x = images_to_float(batch.images, device_).narrow(0, 0, std::min<int64_t>(batch.images.size(0), 32));
-    auto out = model_->forward(x);
+    auto out = model_->forward(x, latent_noise(x.size(0), gen));
     auto recon = model_->mean_image(out.recon);
     // Rows alternate: originals, reconstructions (8 per row).
     std::vector<torch::Tensor> rows;
@@ -133,15 +120,13 @@ class VaeRecipe : public Recipe {
   }
 
  private:
-  GradSync& sync_;
+  StepContext& step_;
   torch::Device device_;
   Vae model_{nullptr};
   std::unique_ptr<torch::optim::Adam> optimizer_;
   double dims_ = 1;
   int rank_, world_;
   uint64_t seed_;
-  int64_t micro_;
-  double clip_;
 };
 
 }  // namespace

@@ -21,7 +21,7 @@ std::unique_ptr<Communicator> mpi_comm() {
 
 torch::Tensor train(FganRun& run, const SourceSpec& spec, int steps) {
   MixtureSource source(paper_mixture(), spec, 0, {});
-  for (int i = 0; i < steps; ++i) run.recipe->train_step(source.next());
+  for (int i = 0; i < steps; ++i) run.train_step(source.next());
   return run.parameters();
 }
 

@@ -167,7 +167,7 @@ TEST(FganRecipe, SingleStepIsOneCollectiveAlternatingIsTwo) {
                               {"fgan.update", update}, {"fgan.generator_objective", objective}, {"fgan.divergence", "kl"}});
       FganRun run(c, *world, shape, one_bucket());
       const auto before = run.parameters();
-      for (int64_t step = 0; step < 3; ++step) run.recipe->train_step(image_batch(16, step, 0, 1, shape));
+      for (int64_t step = 0; step < 3; ++step) run.train_step(image_batch(16, step, 0, 1, shape));
       EXPECT_EQ(run.counting.all_reduces, std::string(update) == "single" ? 3 : 6) << update << " " << objective;
       EXPECT_GT((run.parameters() - before).abs().max().item<double>(), 0.0);
       EXPECT_TRUE(torch::isfinite(run.parameters()).all().item<bool>());
@@ -185,7 +185,7 @@ TEST(FganRecipe, WithDefaultBucketsTheSingleStepIsOneReductionPass) {
     GradSyncOptions o;
     o.overlap = false;
     FganRun run(c, *world, shape, o);
-    run.recipe->train_step(image_batch(8, 0, 0, 1, shape));
+    run.train_step(image_batch(8, 0, 0, 1, shape));
     const bool single = std::string(update) == "single";
     const size_t expected = single ? run.sync.bucket_bytes("G+V").size()
                                    : run.sync.bucket_bytes("G").size() + run.sync.bucket_bytes("V").size();
@@ -203,7 +203,7 @@ TEST(FganRecipe, FirstVariationalStepIsTheSameInBothModes) {
   for (const char* update : {"single", "alternating"}) {
     Config c = fgan_config({{"fgan.model", "mlp"}, {"fgan.g_hidden", "32"}, {"fgan.v_hidden", "16"}, {"fgan.update", update}});
     FganRun run(c, *world, shape, one_bucket());
-    run.recipe->train_step(image_batch(16, 0, 0, 1, shape));
+    run.train_step(image_batch(16, 0, 0, 1, shape));
     auto nets = run.recipe->networks();
     auto flat = [](const std::shared_ptr<torch::nn::Module>& m) {
       std::vector<torch::Tensor> ps;
@@ -227,13 +227,14 @@ TEST(FganRecipe, DcganNetworksTrainOnImagesAndSampleGrids) {
                             {"fgan.g_hidden", "64"}, {"fgan.v_hidden", "32"}, {"fgan.divergence", "hellinger"},
                             {"fgan.generator_objective", "practical"}, {"train.clip_grad_norm", "1.0"}});
     FganRun run(c, *world, shape, one_bucket());
-    auto losses = run.recipe->train_step(image_batch(8, 0, 0, 1, shape));
+    auto losses = run.train_step(image_batch(8, 0, 0, 1, shape));
     EXPECT_EQ(run.counting.all_reduces, 1) << model;
     EXPECT_EQ(losses.front().first, "F");
-    EXPECT_TRUE(std::isfinite(losses.front().second));
+    EXPECT_TRUE(std::isfinite(losses.front().second.item<double>()));
     std::vector<torch::Tensor> before;  // sampling (BatchNorm in training mode) leaves no trace in the statistics
     for (const auto& b : run.recipe->networks()[0].second->buffers()) before.push_back(b.clone());
-    auto x = run.recipe->sample(5);
+    at::Generator gen = keyed_generator(0, 1);
+    auto x = run.recipe->sample(5, gen);
     size_t i = 0;
     for (const auto& b : run.recipe->networks()[0].second->buffers()) EXPECT_TRUE(torch::equal(b, before[i++])) << model;
     EXPECT_FALSE(before.empty());

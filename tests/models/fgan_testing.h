@@ -32,9 +32,11 @@ inline Config fgan_config(const std::vector<std::pair<std::string, std::string>>
 // A recipe on `comm` as the trainer makes one: seeded initialisation, rank 0's state broadcast.
 struct FganRun {
   FganRun(const Config& config, Communicator& comm, DataShape shape, GradSyncOptions sync_options = {})
-      : counting(comm), sync(counting, sync_options) {
+      : counting(comm),
+        sync(counting, sync_options),
+        step(sync, StepOptions{config.int64("train.micro_batches"), config.real("train.clip_grad_norm")}) {
     torch::manual_seed(1234);
-    recipe = fgan::recipe_info().create(RecipeEnv{config, shape, torch::kCPU, counting, sync});
+    recipe = fgan::recipe_info().create(RecipeEnv{config, {{kMainStream, shape}}, torch::kCPU, counting, sync, step});
     for (const auto& [name, net] : recipe->networks()) broadcast_state(counting, *net);
     counting.reset();
   }
@@ -44,8 +46,11 @@ struct FganRun {
       for (const auto& p : net->parameters()) all.push_back(p.detach().reshape({-1}).clone());
     return torch::cat(all);
   }
+  // One step on a batch of the main stream.
+  Losses train_step(const Batch& batch) { return recipe->train_step({{kMainStream, batch}}); }
   CountingCommunicator counting;
   GradSync sync;
+  StepContext step;
   std::unique_ptr<Recipe> recipe;
 };
 
