@@ -46,10 +46,16 @@ std::string values_text(const Values& values) {
 // only point where a step's losses leave the device.
 Values average_across(Communicator& comm, const Losses& sums, double divisor) {
   if (sums.empty()) return {};
+  // NCCL reduces device tensors (the losses live there), the MPI backend host ones.
+  torch::Device where = torch::kCPU;
+  if (comm.backend() == Backend::kNccl)
+    for (const auto& [name, value] : sums)
+      if (value.is_cuda()) where = value.device();
   std::vector<torch::Tensor> parts;
-  for (const auto& [name, value] : sums) parts.push_back(value.reshape({1}).to(torch::kFloat64));
-  torch::Tensor t = (torch::cat(parts).to(torch::kCPU) / divisor).contiguous();
+  for (const auto& [name, value] : sums) parts.push_back(value.reshape({1}).to(where, torch::kFloat64));
+  torch::Tensor t = (torch::cat(parts) / divisor).contiguous();
   comm.all_reduce(t, ReduceOp::kAverage);
+  t = t.cpu();
   Values out;
   for (size_t i = 0; i < sums.size(); ++i) out.emplace_back(sums[i].first, t[static_cast<int64_t>(i)].item<double>());
   return out;

@@ -99,6 +99,16 @@ class TrainCli : public ::testing::Test {
                        extra;
     return ranks == 1 ? base : kMpirun + " -n " + std::to_string(ranks) + " " + base;
   }
+  // (step, loss) of every training line of a run's metrics.jsonl, in file order.
+  static std::vector<std::pair<int64_t, double>> train_metrics(const std::string& run) {
+    std::vector<std::pair<int64_t, double>> out;
+    std::ifstream in(run_dir(run) + "/metrics.jsonl");
+    for (std::string line; std::getline(in, line);) {
+      auto j = nlohmann::json::parse(line);
+      if (j.contains("loss")) out.emplace_back(j["step"].get<int64_t>(), j["loss"].get<double>());
+    }
+    return out;
+  }
   // Checksum of a network archive in the newest checkpoint of a run.
   static std::string final_checksum(const std::string& run, const std::string& file = "vae.pt") {
     auto dirs = list_checkpoints(run_dir(run));
@@ -198,6 +208,11 @@ TEST_F(TrainCli, ResumeAtTheSameWorldSizeIsBitExact) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("resumed from"), std::string::npos);
   EXPECT_EQ(final_checksum("split"), final_checksum("ref"));
+  // Both halves' metrics are there, once each, with the uninterrupted run's values (only rank 0 writes
+  // the file; a resume keeps the lines up to its checkpoint).
+  const auto split = train_metrics("split");
+  EXPECT_EQ(split.size(), static_cast<size_t>(kSteps / 20));
+  EXPECT_EQ(split, train_metrics("ref"));
   // Optimizer archives key their state by tensor address, so compare the Adam state itself.
   vae::Vae a(vae::VaeOptions{}), b(vae::VaeOptions{});
   torch::optim::Adam oa(a->parameters()), ob(b->parameters());
