@@ -16,6 +16,8 @@
 
 #include "checkpoint/checkpoint.h"
 #include "core/fs.h"
+#include "dcgan/dcgan_model.h"
+#include "fgan/fgan_model.h"
 #include "support/testing.h"
 #include "vae/vae_model.h"
 
@@ -315,6 +317,58 @@ TEST_F(TrainCli, MicroBatchesAccumulateToTheSameStep) {
       << bad.output;
 }
 
+// Every recipe honours train.micro_batches through the step context: one rank with the batch in two
+// micro-batches takes the step two ranks take with one half each (the same rows meet the same
+// BatchNorm batches), for DCGAN (two players, alternating updates) and f-GAN (the single step).
+TEST_F(TrainCli, GanMicroBatchesOnOneRankMatchTwoRanks) {
+  auto max_diff = [](torch::nn::Module& a, torch::nn::Module& b) {
+    auto pa = a.named_parameters(), pb = b.named_parameters();
+    double worst = 0;
+    for (const auto& p : pa) worst = std::max(worst, (p.value() - pb[p.key()]).abs().max().item<double>());
+    return worst;
+  };
+  const std::string dcgan = " train --config " + std::string(GANTRY_SOURCE_DIR) +
+                            "/experiments/dcgan_fashion_mnist.ini --data.path " + data("train32") +
+                            " --train.steps 6 --train.batch_size 16 --train.threads 1 --train.checkpoint_every 6"
+                            " --train.sample_every 0 --dcgan.g_width 8 --dcgan.d_width 8 --run-dir ";
+  ASSERT_EQ(run_command(kGantry + dcgan + run_dir("dm1") + " --train.micro_batches 2").exit_code, 0);
+  ASSERT_EQ(run_command(kMpirun + " -n 2 " + kGantry + dcgan + run_dir("dm2")).exit_code, 0);
+  ASSERT_EQ(run_command(kGantry + dcgan + run_dir("dm0")).exit_code, 0);  // one micro-batch of 16: not the same
+  dcgan::DcganOptions o;
+  o.resolution = 32;
+  o.channels = 1;
+  o.g_width = o.d_width = 8;
+  dcgan::Generator g1(o), g2(o), g0(o);
+  dcgan::Discriminator d1(o), d2(o);
+  load_from_file(g1.ptr(), run_dir("dm1") + "/checkpoints/step-00000006/generator.pt");
+  load_from_file(g2.ptr(), run_dir("dm2") + "/checkpoints/step-00000006/generator.pt");
+  load_from_file(g0.ptr(), run_dir("dm0") + "/checkpoints/step-00000006/generator.pt");
+  load_from_file(d1.ptr(), run_dir("dm1") + "/checkpoints/step-00000006/discriminator.pt");
+  load_from_file(d2.ptr(), run_dir("dm2") + "/checkpoints/step-00000006/discriminator.pt");
+  EXPECT_LT(max_diff(*g1, *g2), 1e-4);
+  EXPECT_LT(max_diff(*d1, *d2), 1e-4);
+  EXPECT_GT(max_diff(*g1, *g0), 1e-3);  // BatchNorm over 16 rows instead of 8: a different step
+
+  const std::string fgan = " train --config " + std::string(GANTRY_SOURCE_DIR) +
+                           "/experiments/fgan_gauss_mixture.ini --train.steps 20 --train.batch_size 128"
+                           " --train.threads 1 --train.checkpoint_every 20 --train.eval_every 0 --run-dir ";
+  ASSERT_EQ(run_command(kGantry + fgan + run_dir("fm1") + " --train.micro_batches 2").exit_code, 0);
+  ASSERT_EQ(run_command(kMpirun + " -n 2 " + kGantry + fgan + run_dir("fm2")).exit_code, 0);
+  fgan::MlpVariationalOptions vo;
+  vo.in = 1;
+  vo.hidden = 64;
+  vo.activation = "tanh";
+  fgan::MlpVariational v1(vo), v2(vo);
+  fgan::GaussianGenerator q1, q2;
+  load_from_file(v1.ptr(), run_dir("fm1") + "/checkpoints/step-00000020/variational.pt");
+  load_from_file(v2.ptr(), run_dir("fm2") + "/checkpoints/step-00000020/variational.pt");
+  load_from_file(q1.ptr(), run_dir("fm1") + "/checkpoints/step-00000020/generator.pt");
+  load_from_file(q2.ptr(), run_dir("fm2") + "/checkpoints/step-00000020/generator.pt");
+  EXPECT_LT(max_diff(*v1, *v2), 1e-5);
+  EXPECT_LT(max_diff(*q1, *q2), 1e-5);
+  EXPECT_GT(std::abs(q1->mu()), 1e-3);  // the generator moved
+}
+
 // DCGAN: two players, alternating steps, BatchNorm in both, D run twice per step — on 2 ranks the run
 // stays finite and a resumed run is bit-identical to an uninterrupted one.
 TEST_F(TrainCli, DcganOnTwoRanksStaysFiniteAndResumesExactly) {
@@ -353,8 +407,8 @@ TEST_F(TrainCli, FganOneDimensionalRunOnTwoRanksResumesExactly) {
   // Constant learning rate: a linear schedule depends on train.steps, which the first leg shortens.
   auto cmd = [&](const std::string& run, int steps) {
     return kMpirun + " -n 2 " + kGantry + " train --config " + std::string(GANTRY_SOURCE_DIR) +
-           "/experiments/fgan_gauss_mixture.ini --run-dir " + run_dir(run) + " --train.steps " +
-           std::to_string(steps) + " --train.batch_size 128 --train.threads 1 --train.checkpoint_every 60"
+           "/experiments/fgan_gauss_mixture.ini --run-dir " + run_dir(run) + " --train.steps " + std::to_string(steps) +
+           " --train.batch_size 128 --train.threads 1 --train.checkpoint_every 60"
            " --train.eval_every 60 --train.log_every 20 --train.lr_schedule constant --fgan.divergence reverse_kl";
   };
   auto whole = run_command(cmd("fgan-a", 120));
