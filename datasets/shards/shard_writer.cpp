@@ -1,5 +1,6 @@
 #include "shards/shard_writer.h"
 
+#include <cerrno>
 #include <cstdio>
 #include <filesystem>
 
@@ -14,8 +15,13 @@ namespace fs = std::filesystem;
 namespace {
 constexpr size_t kWriteBatchBytes = 8 << 20;  // images are written to HDF5 in ~8 MiB hyperslabs
 
+// HDF5 reports failures without the OS's reason; errno still holds it when a system call failed
+// (no space, permission denied, I/O error). Callers clear errno before the HDF5 call.
+[[noreturn]] void environment_failure(const std::string& where, const std::string& what) {
+  throw EnvironmentError(at(where, what + (errno ? ": " + errno_text(errno) : std::string())));
+}
 void h5check(herr_t rc, const std::string& where) {
-  if (rc < 0) throw std::runtime_error(at(where, "HDF5 write failed"));
+  if (rc < 0) environment_failure(where, "HDF5 write failed");
 }
 }  // namespace
 
@@ -29,8 +35,9 @@ H5Handle create_shard_file(const std::string& path, int64_t count, int64_t h, in
   // pages of the page cache. Other sizes stay packed (alignment would pad every image).
   const hsize_t image_bytes = static_cast<hsize_t>(h * w * c);
   if (image_bytes % 4096 == 0) H5Pset_alignment(fapl.get(), 4096, 4096);
+  errno = 0;
   H5Handle file(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), H5Fclose);
-  if (!file.valid()) throw std::runtime_error(at(path, "cannot create HDF5 file"));
+  if (!file.valid()) environment_failure(path, "cannot create HDF5 file");
 
   hsize_t dims[4] = {static_cast<hsize_t>(count), static_cast<hsize_t>(h), static_cast<hsize_t>(w),
                      static_cast<hsize_t>(c)};
@@ -43,7 +50,7 @@ H5Handle create_shard_file(const std::string& path, int64_t count, int64_t h, in
   h5check(H5Pset_fill_time(dcpl.get(), H5D_FILL_TIME_NEVER), path);
   H5Handle images(H5Dcreate2(file.get(), "images", H5T_STD_U8LE, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
                   H5Dclose);
-  if (!images.valid()) throw std::runtime_error(at(path, "cannot create dataset 'images'"));
+  if (!images.valid()) environment_failure(path, "cannot create dataset 'images'");
   if (labels) {
     hsize_t ldims[1] = {static_cast<hsize_t>(count)};
     H5Handle lspace(H5Screate_simple(1, ldims, nullptr), H5Sclose);
@@ -51,7 +58,7 @@ H5Handle create_shard_file(const std::string& path, int64_t count, int64_t h, in
     h5check(H5Pset_alloc_time(lcpl.get(), H5D_ALLOC_TIME_EARLY), path);
     H5Handle ld(H5Dcreate2(file.get(), "labels", H5T_STD_I64LE, lspace.get(), H5P_DEFAULT, lcpl.get(), H5P_DEFAULT),
                 H5Dclose);
-    if (!ld.valid()) throw std::runtime_error(at(path, "cannot create dataset 'labels'"));
+    if (!ld.valid()) environment_failure(path, "cannot create dataset 'labels'");
   }
   *images_out = std::move(images);
   return file;
@@ -108,6 +115,7 @@ void ShardWriter::flush_buffer() {
   H5Handle fspace(H5Dget_space(images_.get()), H5Sclose);
   H5Sselect_hyperslab(fspace.get(), H5S_SELECT_SET, start, nullptr, count, nullptr);
   H5Handle mspace(H5Screate_simple(4, count, nullptr), H5Sclose);
+  errno = 0;
   h5check(H5Dwrite(images_.get(), H5T_NATIVE_UINT8, mspace.get(), fspace.get(), H5P_DEFAULT, buffer_.data()), dir_);
   flushed_ = in_shard_;
   buffer_.clear();
@@ -127,8 +135,10 @@ void ShardWriter::close_shard() {
       hsize_t start = 0;
       H5Sselect_hyperslab(fspace.get(), H5S_SELECT_SET, &start, nullptr, &n, nullptr);
       H5Handle mspace(H5Screate_simple(1, &n, nullptr), H5Sclose);
+      errno = 0;
       h5check(H5Dwrite(ld.get(), H5T_NATIVE_INT64, mspace.get(), fspace.get(), H5P_DEFAULT, labels_.data()), path);
     }
+    errno = 0;
     h5check(H5Fflush(file_.get(), H5F_SCOPE_LOCAL), path);
   }
   if (in_shard_ < capacity_) {
@@ -154,6 +164,7 @@ void ShardWriter::close_shard() {
     }
     if (manifest_.has_labels) {
       H5Handle ld(H5Dopen2(dst.get(), "labels", H5P_DEFAULT), H5Dclose);
+      errno = 0;
       h5check(H5Dwrite(ld.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, labels_.data()), tmp);
     }
     dst_images.reset();

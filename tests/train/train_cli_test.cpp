@@ -422,6 +422,23 @@ TEST_F(TrainCli, FganOneDimensionalRunOnTwoRanksResumesExactly) {
   EXPECT_FALSE(fs::exists(run_dir("fgan-a") + "/samples/step-00000120.png"));
 }
 
+// The machine, not the user: a run directory or dataset output that cannot be created exits 5 with the
+// OS's reason (root can write anywhere, so the failure is a path under a file, which no one can).
+TEST_F(TrainCli, EnvironmentFailuresExitFiveWithTheOsReason) {
+  auto r = run_command(kGantry + " train --config " + std::string(GANTRY_SOURCE_DIR) +
+                       "/experiments/vae_fashion_mnist.ini --data.path " + data("train") +
+                       " --data.eval_path \"\" --train.steps 2 --run-dir /dev/null/run");
+  EXPECT_EQ(r.exit_code, 5) << r.output;
+  EXPECT_NE(r.output.find("gantry: error: /dev/null/run"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("Not a directory"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("internal error"), std::string::npos) << r.output;
+  const std::string src = "/usr/share/datasets/fashion-mnist/";
+  auto c = run_command(kGantry + " data convert --quiet --format idx --limit 10 --images " + src +
+                       "t10k-images-idx3-ubyte.gz --out /dev/null/fm");
+  EXPECT_EQ(c.exit_code, 5) << c.output;
+  EXPECT_NE(c.output.find("Not a directory"), std::string::npos) << c.output;
+}
+
 TEST_F(TrainCli, ConfigurationErrorsExitTwoWithOneLine) {
   ScratchDir dir;
   testing::write_bytes(dir / "bad.ini", "[train]\nstepz = 3\n");
