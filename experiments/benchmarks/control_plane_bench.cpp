@@ -100,7 +100,10 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--rounds") && i + 1 < argc) rounds = std::atoi(argv[++i]);
     if (!std::strcmp(argv[i], "--only") && i + 1 < argc) {
       ++i;
-      only = !std::strcmp(argv[i], "bare") ? 0 : !std::strcmp(argv[i], "old") ? 1 : !std::strcmp(argv[i], "new") ? 2 : -2;
+      only = !std::strcmp(argv[i], "bare")  ? 0
+             : !std::strcmp(argv[i], "old") ? 1
+             : !std::strcmp(argv[i], "new") ? 2
+                                            : -2;
     }
   }
   if (only == -2) {
