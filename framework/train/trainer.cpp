@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
 #include "checkpoint/checkpoint.h"
@@ -273,7 +274,10 @@ int run_training(const TrainSetup& s) {
     if (blas_is_reference()) log_warn("LibTorch uses the reference BLAS (about 10x slower): run launch/setup.sh");
   }
 
-  MetricsLog metrics_log((run / "metrics.jsonl").string(), root ? step : 0);
+  // Rank 0 alone owns metrics.jsonl: opening it trims lines past the resume step and replaces the file,
+  // so another rank opening it too (later, e.g. on a remote host) would orphan rank 0's open file.
+  std::optional<MetricsLog> metrics_log;
+  if (root) metrics_log.emplace((run / "metrics.jsonl").string(), step);
   Checkpointer checkpointer(s.run_dir, {c.int64("train.keep_last"), c.int64("train.keep_every")});
   const LrSchedule schedule = parse_schedule(c.str("train.lr_schedule"));
   const int64_t warmup = c.int64("train.warmup_steps"), log_every = c.int64("train.log_every");
@@ -338,7 +342,7 @@ int run_training(const TrainSetup& s) {
                           {"time", std::chrono::duration<double>(Clock::now() - start_time).count()}};
     for (const auto& [k, v] : result) rec[k] = v;
     if (root) {
-      metrics_log.write(rec);
+      metrics_log->write(rec);
       note("eval at step " + std::to_string(at_step) + ": " + losses_text(result));
     }
   };
@@ -380,7 +384,7 @@ int run_training(const TrainSetup& s) {
                                 {"images_per_s", ips},
                                 {"lr", base_lr.empty() ? 0.0 : base_lr[0][0] * factor}};
           for (const auto& [k, v] : avg) rec[k] = v;
-          metrics_log.write(rec);
+          metrics_log->write(rec);
           char rate[64];
           std::snprintf(rate, sizeof rate, "%.0f img/s", ips);
           bar.set(static_cast<uint64_t>(step), std::string(rate) + ", " + losses_text(avg));
