@@ -29,8 +29,7 @@ def ordered_states(path):
                 for name in ("step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq", "sum", "momentum_buffer"):
                     if s.hasattr(name):
                         v = s.getattr(name)
-                        if isinstance(v, torch.Tensor):
-                            tensors[name] = v
+                        tensors[name] = v if isinstance(v, torch.Tensor) else torch.tensor(v)
             out.append((g, i, tensors))
     return out
 
