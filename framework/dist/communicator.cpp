@@ -16,6 +16,16 @@ class DoneWork final : public Work {
   void wait() override {}
 };
 
+class DoneAgreement final : public Agreement {
+ public:
+  explicit DoneAgreement(int64_t value) : value_(value) {}
+  bool ready() override { return true; }
+  int64_t value() override { return value_; }
+
+ private:
+  int64_t value_;
+};
+
 // A world of one rank: every collective leaves its input as it is (an average over one rank is the
 // value itself). Works on any device.
 class WorldOfOneCommunicator final : public Communicator {
@@ -38,9 +48,9 @@ class WorldOfOneCommunicator final : public Communicator {
   }
   torch::Tensor all_gather(const torch::Tensor& input) override { return input.unsqueeze(0).clone(); }
   void barrier() override {}
-
- protected:
-  int64_t agree(int64_t value, Agreement) override { return value; }
+  std::shared_ptr<Agreement> agree_async(int64_t value, AgreeOp) override {
+    return std::make_shared<DoneAgreement>(value);
+  }
 
  private:
   DistContext ctx_;

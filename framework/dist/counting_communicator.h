@@ -23,14 +23,10 @@ class CountingCommunicator final : public Communicator {
   void broadcast(const torch::Tensor& buffer, int root) override { inner_.broadcast(buffer, root); }
   torch::Tensor all_gather(const torch::Tensor& input) override { return inner_.all_gather(input); }
   void barrier() override { inner_.barrier(); }
+  std::shared_ptr<Agreement> agree_async(int64_t value, AgreeOp how) override { return inner_.agree_async(value, how); }
   void reset() { all_reduces = all_reduce_bytes = 0; }
 
   int64_t all_reduces = 0, all_reduce_bytes = 0;
-
- protected:
-  int64_t agree(int64_t value, Agreement how) override {
-    return how == Agreement::kMax ? inner_.max(value) : inner_.min(value);
-  }
 
  private:
   Communicator& inner_;

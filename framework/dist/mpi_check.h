@@ -1,4 +1,4 @@
-// GANTRY_MPI_CHECK(call): every MPI call goes through it. A failure throws std::runtime_error naming
+// GANTRY_MPI_CHECK(call): every MPI call goes through it. A failure throws EnvironmentError (exit 5) naming
 // the call, file:line, the rank and MPI's error string. (Communicators created by gantry use
 // MPI_ERRORS_RETURN so errors reach this macro instead of killing the job inside MPI.)
 // GANTRY_MPI_CHECK_NOTHROW(call): the same report as a warning on stderr, for destructors.

@@ -1,9 +1,12 @@
 // The MPI backend: CPU tensors, one duplicated data communicator, and one communication thread that
 // runs every collective (blocking MPI calls) in issue order, so an all-reduce proceeds while the caller
-// computes. (Open MPI's nonblocking collectives progress only inside MPI calls and ran 2x slower here;
-// its blocking ones are fast but busy-poll, hence the Rendezvous before each: everyone is present
-// before anyone spins.) float16/bfloat16 sums use user-defined MPI_Ops (MPI has no half types).
-// Timeouts: Rendezvous names the ranks that never arrived.
+// computes. (Open MPI's nonblocking collectives progress only inside MPI calls and ran 2x slower here
+// for gradients; its blocking ones are fast but busy-poll, hence the rendezvous before each — one tiny
+// Iallreduce on a control communicator, polled with sleeps: everyone is present before anyone spins.)
+// Agreements are tiny Iallreduces on the same control communicator, started in issue order by the
+// communication thread and completed whenever the caller asks. float16/bfloat16 sums use user-defined
+// MPI_Ops (MPI has no half types). Hangs: the Watchdog times every collective (rendezvous included)
+// and every awaited agreement, and names the ranks that never arrived.
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 #include <mpi.h>
@@ -11,6 +14,7 @@
 #include <algorithm>
 #include <atomic>
 #include <climits>
+#include <cstdio>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -18,10 +22,12 @@
 #include <stdexcept>
 #include <thread>
 
+#include "core/errors.h"
 #include "dist/backend_util.h"
 #include "dist/mpi_check.h"
 #include "dist/mpi_runtime.h"
 #include "dist/rendezvous.h"
+#include "dist/watchdog.h"
 
 namespace gantry::dist_detail {
 
@@ -141,13 +147,92 @@ class MpiWork final : public Work {
   std::exception_ptr error_;
 };
 
+// An agreement: its ControlReduce is started by a job on the communication thread (so it takes its
+// place in the issue order) and completed by whoever asks.
+class MpiAgreement final : public Agreement {
+ public:
+  MpiAgreement(CommThread& thread, Watchdog& watchdog, bool negate)
+      : thread_(&thread), watchdog_(&watchdog), negate_(negate) {}
+  ~MpiAgreement() override {
+    if (!posted_.load()) thread_->wait_for(posted_);
+    if (!error_ && !complete_) {
+      try {
+        value();
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "gantry: warning: an agreement never completed: %s\n", e.what());
+      }
+    }
+  }
+
+  // The job, on whichever thread runs it.
+  void start(MPI_Comm control, int64_t value, int64_t seq) {
+    try {
+      seq_ = seq;
+      watchdog_->start(seq, CollectiveKind::kAgree, sizeof(int64_t), /*timed=*/false);
+      reduce_.start(control, negate_ ? -value : value, seq, CollectiveKind::kAgree);
+    } catch (...) {
+      error_ = std::current_exception();
+      watchdog_->finish(seq);
+    }
+    posted_.store(true);
+  }
+
+  bool ready() override {
+    if (!posted_.load()) return false;
+    std::lock_guard<std::mutex> lock(mutex_);
+    return poll();
+  }
+
+  int64_t value() override {
+    if (!posted_.load()) thread_->wait_for(posted_);  // runs the jobs queued before it, if need be
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!poll()) {
+      watchdog_->wait(seq_);
+      try {
+        reduce_.wait();
+      } catch (...) {
+        error_ = std::current_exception();
+      }
+      finish();
+    }
+    if (error_) std::rethrow_exception(error_);
+    return negate_ ? -reduce_.max_value() : reduce_.max_value();
+  }
+
+ private:
+  bool poll() {  // mutex_ held; true once complete (or failed)
+    if (error_ || complete_) return true;
+    try {
+      if (!reduce_.test()) return false;
+    } catch (...) {
+      error_ = std::current_exception();
+    }
+    finish();
+    return true;
+  }
+  void finish() {
+    complete_ = true;
+    watchdog_->finish(seq_);
+  }
+
+  CommThread* thread_;
+  Watchdog* watchdog_;
+  bool negate_;
+  std::atomic<bool> posted_{false};
+  std::mutex mutex_;
+  ControlReduce reduce_;
+  int64_t seq_ = -1;
+  bool complete_ = false;
+  std::exception_ptr error_;
+};
+
 class MpiCommunicator final : public Communicator {
  public:
   MpiCommunicator(MPI_Comm parent, double timeout_s) {
     int level = 0;
     GANTRY_MPI_CHECK(MPI_Query_thread(&level));
     if (level < MPI_THREAD_MULTIPLE)
-      throw std::runtime_error(
+      throw EnvironmentError(
           "dist: the MPI backend needs MPI_THREAD_MULTIPLE (collectives run on a communication thread while "
           "other threads may call MPI) but MPI granted level " +
           std::to_string(level) + ": initialise MPI through gantry::MpiRuntime, with an MPI built with threads");
@@ -158,14 +243,17 @@ class MpiCommunicator final : public Communicator {
     GANTRY_MPI_CHECK(MPI_Type_commit(&half_type_));
     GANTRY_MPI_CHECK(MPI_Op_create(&sum_halves<c10::Half>, /*commute=*/1, &sum_fp16_));
     GANTRY_MPI_CHECK(MPI_Op_create(&sum_halves<c10::BFloat16>, /*commute=*/1, &sum_bf16_));
-    rendezvous_ = std::make_unique<Rendezvous>(comm_, ctx_, timeout_s);
+    GANTRY_MPI_CHECK(MPI_Comm_dup(parent, &control_));
+    GANTRY_MPI_CHECK(MPI_Comm_set_errhandler(control_, MPI_ERRORS_RETURN));
+    watchdog_ = std::make_unique<Watchdog>(parent, ctx_, timeout_s, "mpi");
     thread_ = std::make_unique<CommThread>();
   }
 
   ~MpiCommunicator() override {
     thread_.reset();  // runs what was posted, then joins
-    rendezvous_.reset();
+    watchdog_.reset();
     if (!mpi_initialized()) return;  // MPI already finalised: nothing left to free
+    GANTRY_MPI_CHECK_NOTHROW(MPI_Comm_free(&control_));
     GANTRY_MPI_CHECK_NOTHROW(MPI_Op_free(&sum_fp16_));
     GANTRY_MPI_CHECK_NOTHROW(MPI_Op_free(&sum_bf16_));
     GANTRY_MPI_CHECK_NOTHROW(MPI_Type_free(&half_type_));
@@ -218,17 +306,10 @@ class MpiCommunicator final : public Communicator {
         CollectiveKind::kBarrier, 0, [this] { GANTRY_MPI_CHECK(MPI_Barrier(comm_)); }, true);
   }
 
- protected:
-  int64_t agree(int64_t value, Agreement how) override {
-    int64_t result = value;
-    submit(
-        CollectiveKind::kAgree, sizeof(int64_t),
-        [this, &result, how] {
-          GANTRY_MPI_CHECK(
-              MPI_Allreduce(MPI_IN_PLACE, &result, 1, MPI_INT64_T, how == Agreement::kMax ? MPI_MAX : MPI_MIN, comm_));
-        },
-        true);
-    return result;
+  std::shared_ptr<Agreement> agree_async(int64_t value, AgreeOp how) override {
+    auto agreement = std::make_shared<MpiAgreement>(*thread_, *watchdog_, /*negate=*/how == AgreeOp::kMin);
+    thread_->post([this, agreement, value](int64_t seq) { agreement->start(control_, value, seq); }, /*wake=*/true);
+    return agreement;
   }
 
  private:
@@ -238,12 +319,14 @@ class MpiCommunicator final : public Communicator {
     thread_->post(
         [this, kind, bytes, fn = std::move(fn), work](int64_t seq) {
           std::exception_ptr error;
+          watchdog_->start(seq, kind, bytes);  // times the rendezvous and the collective together
           try {
-            rendezvous_->arrive_and_wait(seq, kind, bytes);
+            rendezvous(control_, seq, kind);
             fn();
           } catch (...) {
             error = std::current_exception();
           }
+          watchdog_->finish(seq);
           work->complete(error);
         },
         /*wake=*/!wait_now);
@@ -287,10 +370,11 @@ class MpiCommunicator final : public Communicator {
   }
 
   DistContext ctx_;
-  MPI_Comm comm_ = MPI_COMM_NULL;
+  MPI_Comm comm_ = MPI_COMM_NULL;     // the collectives' data
+  MPI_Comm control_ = MPI_COMM_NULL;  // rendezvous and agreements
   MPI_Datatype half_type_ = MPI_DATATYPE_NULL;
   MPI_Op sum_fp16_ = MPI_OP_NULL, sum_bf16_ = MPI_OP_NULL;
-  std::unique_ptr<Rendezvous> rendezvous_;
+  std::unique_ptr<Watchdog> watchdog_;
   std::unique_ptr<CommThread> thread_;
 };
 

@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "core/errors.h"
 #include "dist/backend_util.h"
 #include "dist/mpi_check.h"
 
@@ -31,8 +32,9 @@ std::string mpi_report(int code, const char* call, const char* file, int line) {
 
 }  // namespace
 
+// An MPI call that fails is the environment (network, launcher, resources), not a bug: exit 5.
 void mpi_fail(int code, const char* call, const char* file, int line) {
-  throw std::runtime_error(mpi_report(code, call, file, line));
+  throw EnvironmentError(mpi_report(code, call, file, line));
 }
 
 void mpi_warn(int code, const char* call, const char* file, int line) noexcept {

@@ -1,9 +1,11 @@
 // The NCCL backend: CUDA tensors, collectives on the backend's own stream, ordered after the caller's
 // compute stream with events (no host synchronisation); Work::wait() orders the caller's current
 // stream after the collective. MPI does the rest: the unique-id broadcast at start-up, the control
-// plane (barrier, agreements) and CPU tensors go through an inner MPI communicator, and an
-// ArrivalMonitor on its own channel ("nccl") turns a collective that never completes into an abort
-// naming the ranks that never issued it. Built only when CMake sets GANTRY_HAVE_NCCL.
+// plane (barrier, agreements) and CPU tensors go through an inner MPI communicator, and a Watchdog
+// on its own channel ("nccl") turns a collective that never completes into exit 6 with one line
+// naming the ranks that never issued it or no longer answer: a collective counts as open from its
+// launch until the CUDA event recorded after it has completed (queried by the poller thread). Built
+// only when CMake sets GANTRY_HAVE_NCCL.
 #include <ATen/cuda/CUDAEvent.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
@@ -23,8 +25,8 @@
 #include <string>
 #include <thread>
 
-#include "dist/arrival_monitor.h"
 #include "dist/backend_util.h"
+#include "dist/watchdog.h"
 
 namespace gantry {
 
@@ -79,7 +81,7 @@ class NcclCommunicator final : public Communicator {
                     ? options.device.index()
                     : static_cast<c10::DeviceIndex>(ctx_.local_rank % std::max<int>(1, c10::cuda::device_count()))),
         stream_(c10::cuda::getStreamFromPool(/*isHighPriority=*/true, device_)) {
-    monitor_ = std::make_unique<ArrivalMonitor>(MPI_COMM_WORLD, ctx_, options.timeout_s, "nccl");
+    monitor_ = std::make_unique<Watchdog>(MPI_COMM_WORLD, ctx_, options.timeout_s, "nccl");
     ncclUniqueId id;
     std::memset(&id, 0, sizeof id);
     if (ctx_.rank == 0) GANTRY_NCCL_CHECK(ncclGetUniqueId(&id));
@@ -152,9 +154,8 @@ class NcclCommunicator final : public Communicator {
 
   void barrier() override { control_->barrier(); }
 
- protected:
-  int64_t agree(int64_t value, Agreement how) override {
-    return how == Agreement::kMax ? control_->max(value) : control_->min(value);
+  std::shared_ptr<Agreement> agree_async(int64_t value, AgreeOp how) override {
+    return control_->agree_async(value, how);  // MPI's control plane, timed by its own watchdog
   }
 
  private:
@@ -174,7 +175,7 @@ class NcclCommunicator final : public Communicator {
                                const std::function<void(cudaStream_t)>& enqueue) {
     std::lock_guard<std::mutex> lock(mutex_);  // sequence numbers in issue order
     const int64_t seq = next_seq_++;
-    monitor_->arrive(seq, kind, static_cast<int64_t>(tensors.front().nbytes()));
+    monitor_->start(seq, kind, static_cast<int64_t>(tensors.front().nbytes()));
     c10::cuda::CUDAGuard guard(device_);
     at::cuda::CUDAEvent inputs_ready;
     inputs_ready.record(c10::cuda::getCurrentCUDAStream(device_));
@@ -198,25 +199,24 @@ class NcclCommunicator final : public Communicator {
     GANTRY_NCCL_CHECK(state);
   }
 
-  // Marks collectives departed as their events complete (the stream runs them in order), for the
-  // monitor's per-rank fallback; an asynchronous NCCL error ends the job with one line.
+  // Marks collectives finished as their events complete (the stream runs them in order), which stops
+  // their watchdog clock; an asynchronous NCCL error (in practice a peer or the network failing) ends
+  // the job with one line and exit 6.
   void poll_loop() {
     c10::cuda::CUDAGuard guard(device_);
     while (!stop_) {
       {
         std::lock_guard<std::mutex> lock(pending_mutex_);
         while (!pending_.empty() && pending_.front().done->query()) {
-          monitor_->depart(pending_.front().seq);
+          monitor_->finish(pending_.front().seq);
           pending_.pop_front();
         }
       }
       ncclResult_t state = ncclSuccess;
       if (ncclCommGetAsyncError(comm_, &state) == ncclSuccess && state != ncclSuccess) {
-        std::fprintf(stderr, "gantry: error: dist: NCCL failed on rank %d: %s; aborting the job\n", ctx_.rank,
-                     ncclGetErrorString(state));
-        std::fflush(stderr);
         ncclCommAbort(comm_);
-        MPI_Abort(MPI_COMM_WORLD, 1);
+        end_job("dist: NCCL failed on rank " + std::to_string(ctx_.rank) + ": " + ncclGetErrorString(state) +
+                "; a rank was lost or hung; resume with --resume auto");
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
@@ -227,7 +227,7 @@ class NcclCommunicator final : public Communicator {
   c10::DeviceIndex device_;
   c10::cuda::CUDAStream stream_;
   ncclComm_t comm_ = nullptr;
-  std::unique_ptr<ArrivalMonitor> monitor_;
+  std::unique_ptr<Watchdog> monitor_;
 
   std::mutex mutex_;
   int64_t next_seq_ = 0;

@@ -12,84 +12,65 @@ namespace gantry::dist_detail {
 
 namespace {
 
-constexpr int kTag = 7002;
 using Clock = std::chrono::steady_clock;
 constexpr auto kSpin = std::chrono::microseconds(50);       // poll without sleeping this long first
 constexpr auto kMaxSleep = std::chrono::microseconds(200);  // then sleep, doubling up to this
+constexpr int64_t kKinds = 8;                               // key = seq * kKinds + kind
+
+std::string describe_key(int64_t key) {
+  return "#" + std::to_string(key / kKinds) + " (" + kind_name(static_cast<CollectiveKind>(key % kKinds)) + ")";
+}
 
 }  // namespace
 
-Rendezvous::Rendezvous(MPI_Comm parent, const DistContext& ctx, double timeout_s)
-    : ctx_(ctx), timeout_s_(timeout_s), last_seen_(static_cast<size_t>(ctx.world_size), -1) {
-  GANTRY_MPI_CHECK(MPI_Comm_dup(parent, &comm_));
-  GANTRY_MPI_CHECK(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN));
-  for (int r = 0; r < ctx_.world_size; ++r)
-    if (r != ctx_.rank) peers_.push_back(r);
-  inbox_.assign(peers_.size(), -1);
-  receives_.assign(peers_.size(), MPI_REQUEST_NULL);
-  sends_.assign(peers_.size(), MPI_REQUEST_NULL);
-  completed_.assign(peers_.size(), 0);
-}
-
-Rendezvous::~Rendezvous() {
-  if (comm_ != MPI_COMM_NULL) GANTRY_MPI_CHECK_NOTHROW(MPI_Comm_free(&comm_));
-}
-
-void Rendezvous::arrive_and_wait(int64_t seq, CollectiveKind kind, int64_t bytes) {
-  const int n = static_cast<int>(peers_.size());
-  if (n == 0) return;
-  last_seen_[static_cast<size_t>(ctx_.rank)] = seq;
-  outbox_ = seq;
-  for (int i = 0; i < n; ++i) {
-    GANTRY_MPI_CHECK(MPI_Irecv(&inbox_[static_cast<size_t>(i)], 1, MPI_INT64_T, peers_[static_cast<size_t>(i)], kTag,
-                               comm_, &receives_[static_cast<size_t>(i)]));
-    GANTRY_MPI_CHECK(MPI_Isend(&outbox_, 1, MPI_INT64_T, peers_[static_cast<size_t>(i)], kTag, comm_,
-                               &sends_[static_cast<size_t>(i)]));
+ControlReduce::~ControlReduce() {
+  if (!started_ || done_) return;
+  try {
+    wait();
+  } catch (...) {  // a mismatch already reported by whoever waited; nothing to add in a destructor
   }
+}
+
+void ControlReduce::start(MPI_Comm comm, int64_t value, int64_t seq, CollectiveKind kind) {
+  const int64_t key = seq * kKinds + static_cast<int64_t>(kind);
+  mine_[0] = value;
+  mine_[1] = key;
+  mine_[2] = -key;
+  seq_ = seq;
+  kind_ = kind;
+  done_ = false;
+  GANTRY_MPI_CHECK(MPI_Iallreduce(mine_, result_, 3, MPI_INT64_T, MPI_MAX, comm, &request_));
+  started_ = true;
+}
+
+bool ControlReduce::test() {
+  if (done_) return true;
+  int flag = 0;
+  GANTRY_MPI_CHECK(MPI_Test(&request_, &flag, MPI_STATUS_IGNORE));
+  if (!flag) return false;
+  done_ = true;
+  const int64_t highest = result_[1], lowest = -result_[2];
+  if (highest != mine_[1] || lowest != mine_[1])
+    throw std::logic_error("dist: ranks issued different collectives: this rank's is " + describe_key(mine_[1]) +
+                           ", others' range from " + describe_key(lowest) + " to " + describe_key(highest) +
+                           " (every rank must issue the same collectives and agreements in the same order)");
+  return true;
+}
+
+void ControlReduce::wait() {
   const auto start = Clock::now();
   auto sleep = std::chrono::microseconds(10);
-  int missing = n;
-  while (missing > 0) {
-    int count = 0;
-    GANTRY_MPI_CHECK(MPI_Testsome(n, receives_.data(), &count, completed_.data(), MPI_STATUSES_IGNORE));
-    if (count == MPI_UNDEFINED) count = 0;
-    for (int c = 0; c < count; ++c) {
-      const size_t i = static_cast<size_t>(completed_[static_cast<size_t>(c)]);
-      // Messages between two ranks arrive in order, and both number their collectives alike.
-      if (inbox_[i] != seq)
-        throw std::runtime_error("dist: rank " + std::to_string(peers_[i]) + " announced collective #" +
-                                 std::to_string(inbox_[i]) + " while this rank is at #" + std::to_string(seq));
-      last_seen_[static_cast<size_t>(peers_[i])] = seq;
-    }
-    missing -= count;
-    if (missing == 0 || count > 0) continue;
-    const auto waited = Clock::now() - start;
-    if (waited < kSpin) continue;
-    const double seconds = std::chrono::duration<double>(waited).count();
-    if (seconds > timeout_s_) {
-      std::vector<bool> arrived(static_cast<size_t>(ctx_.world_size), false);
-      for (int r = 0; r < ctx_.world_size; ++r)
-        arrived[static_cast<size_t>(r)] = last_seen_[static_cast<size_t>(r)] >= seq;
-      report_and_abort(seq, kind, bytes, seconds, arrived);
-    }
+  while (!test()) {
+    if (Clock::now() - start < kSpin) continue;
     std::this_thread::sleep_for(sleep);
     sleep = std::min(kMaxSleep, sleep * 2);
   }
-  GANTRY_MPI_CHECK(MPI_Waitall(n, sends_.data(), MPI_STATUSES_IGNORE));  // tiny: already gone
 }
 
-void Rendezvous::report_and_abort(int64_t seq, CollectiveKind kind, int64_t bytes, double waited,
-                                  const std::vector<bool>& arrived) {
-  std::vector<bool> missing(arrived.size());
-  for (size_t r = 0; r < arrived.size(); ++r) missing[r] = !arrived[r];
-  const std::string line = "dist: " + describe_wait("mpi", seq, kind, bytes, waited, timeout_s_) + ": " +
-                           describe_missing(last_seen_, missing) + " never arrived; aborting the job";
-  // One line from one rank: the lowest-numbered rank that arrived speaks first; the others give it a
-  // moment before speaking themselves.
-  const int speaker = static_cast<int>(std::find(arrived.begin(), arrived.end(), true) - arrived.begin());
-  if (ctx_.rank != speaker)
-    std::this_thread::sleep_for(std::chrono::duration<double>(std::max(2.0, 0.25 * timeout_s_)));
-  abort_job(line);
+void rendezvous(MPI_Comm control, int64_t seq, CollectiveKind kind) {
+  ControlReduce r;
+  r.start(control, 0, seq, kind);
+  r.wait();
 }
 
 }  // namespace gantry::dist_detail
