@@ -14,7 +14,7 @@
 #   2. kill -9 of host B's ranks ends the job; --resume auto completes it equal to the uninterrupted run.
 #   3. SIGSTOP of host B's ranks ends the job with exit 6 within dist.timeout_s + 10 s (+ launcher
 #      grace), naming ranks 2 and 3.
-#   4. host A's veth link taken down: the same.
+#   4. host B's veth link taken down: the same.
 # Exit 77 (CTest: skipped) with "SKIP: <reason>" where this machine may not create namespaces.
 # Only addresses inside the namespaces created here are used; everything is torn down on exit.
 set -euo pipefail
@@ -31,6 +31,7 @@ log_every=10
 timeout_s=5                    # dist.timeout_s of the fault runs
 grace_s=${MH_GRACE_S:-5}       # launcher's grace on top of the contract's timeout_s + 10 s
 fashion=/usr/share/datasets/fashion-mnist
+checks=${MH_CHECKS:-equal sigstop linkdown}  # a subset, to rerun one scenario
 
 # ---- skip where namespaces cannot be made -------------------------------------------------------
 skip() { echo "SKIP: $*"; exit 77; }
@@ -208,76 +209,79 @@ on_a "$gantry" data convert --quiet --format idx --limit 2000 --images "$fashion
 on_a "$gantry" data convert --quiet --format idx --limit 500 --images "$fashion/t10k-images-idx3-ubyte.gz" \
   --labels "$fashion/t10k-labels-idx1-ubyte.gz" --out "$work/fm-t10k"
 
-# ---- 1. two hosts equal one host, bit for bit -------------------------------------------------------
-t=$(now_ms)
-rc=0
-one_host ref "$steps" >"$work/ref.out" 2>&1 || rc=$?
-echo "info: 4 ranks on one host: exit $rc in $(seconds_since "$t") s"
-[ $rc = 0 ] || { tail -n 20 "$work/ref.out"; fail "reference run (4 ranks, one host) exit $rc"; exit 1; }
-t=$(now_ms)
-rc=0
-two_host mh "$steps" >"$work/mh.out" 2>&1 || rc=$?
-echo "info: 2 hosts x 2 ranks: exit $rc in $(seconds_since "$t") s"
-[ $rc = 0 ] || { tail -n 20 "$work/mh.out"; fail "2 hosts x 2 ranks exit $rc"; exit 1; }
-
-ref_dir=$(final_dir ref "$steps") mh_dir=$(final_dir mh "$steps")
-if [ -f "$ref_dir/manifest.json" ] && [ -f "$mh_dir/manifest.json" ]; then
-  a=$(checksums "$ref_dir") b=$(checksums "$mh_dir")
-  check "2x2 archives equal 4x1 at step $steps ($(echo "$b" | tr '\n' ' '))" test "$a" = "$b"
-  [ "$a" = "$b" ] || diff <(echo "$a") <(echo "$b") || true
-  if out=$(same_optimizer_state "$ref_dir" "$mh_dir" 2>&1); then pass "2x2 Adam state equals 4x1: $out"
-  else fail "2x2 Adam state equals 4x1: $out"; fi
-else
-  fail "final checkpoints at step $steps: ref $(latest ref), 2x2 $(latest mh)"
-fi
-for run in ref mh; do
-  if out=$(metrics_complete $run 2>&1); then pass "metrics.jsonl of $run complete: $out"
-  else fail "metrics.jsonl of $run complete: $out"; fi
-done
-
-# ---- 2. kill -9 of host B's ranks; --resume auto completes the run -----------------------------------
-two_host kill "$steps" >"$work/kill.out" 2>&1 &
-job=$!
-if wait_for_checkpoint kill $job 120; then
-  at=$(latest kill)
-  victims=$(gantry_pids "$ns_b" | tr '\n' ' ')
-  on_host_a=$(gantry_pids "$ns_a" | tr '\n' ' ')
-  check "two ranks on each host (host A: $on_host_a, host B: $victims)" \
-    test "$(echo "$on_host_a" | wc -w)" = 2 -a "$(echo "$victims" | wc -w)" = 2
-  t=$(now_ms)
-  # shellcheck disable=SC2086
-  [ -z "$victims" ] || kill -9 $victims
-  wait_job $job 60 "$t"
-  echo "info: kill -9 of host B's ranks ($victims) after checkpoint $at: exit $job_rc after $job_took s"
-  check "kill -9: the job ends, non-zero, within 60 s (exit $job_rc, $job_took s)" \
-    test "$job_rc" != -1 -a "$job_rc" != 0
-  check "kill -9: stopped before the end (checkpoint $(latest kill) < $steps)" test "$(latest kill)" -lt "$steps"
-  after_fault "kill -9"
-  kill -9 "$job" 2>/dev/null || true; wait "$job" 2>/dev/null || true
+# ---- 1 and 2 (MH_CHECKS "equal"): a clean run and a killed one ----------------------------------------
+equal_and_resume() {
+  # ---- 1. two hosts equal one host, bit for bit -------------------------------------------------------
   t=$(now_ms)
   rc=0
-  two_host kill "$steps" --resume auto >"$work/kill-resume.out" 2>&1 || rc=$?
-  resumed=$(grep -o "resumed from [^ ]* at step [0-9]*" "$work/kill-resume.out" | head -n 1 || true)
-  echo "info: --resume auto: exit $rc in $(seconds_since "$t") s, ${resumed:-no resume line}"
-  check "--resume auto completes the job (exit $rc, ${resumed:-not resumed})" test $rc = 0 -a -n "$resumed"
-  kill_dir=$(final_dir kill "$steps")
-  if [ -f "$kill_dir/manifest.json" ]; then
-    a=$(checksums "$mh_dir") b=$(checksums "$kill_dir")
-    check "resumed run's archives equal the uninterrupted 2x2 run's" test "$a" = "$b"
-    if out=$(same_optimizer_state "$mh_dir" "$kill_dir" 2>&1); then pass "resumed run's Adam state equal: $out"
-    else fail "resumed run's Adam state equal: $out"; fi
-    if out=$(metrics_complete kill 2>&1); then pass "metrics.jsonl of the resumed run complete: $out"
-    else fail "metrics.jsonl of the resumed run complete: $out"; fi
+  one_host ref "$steps" >"$work/ref.out" 2>&1 || rc=$?
+  echo "info: 4 ranks on one host: exit $rc in $(seconds_since "$t") s"
+  [ $rc = 0 ] || { tail -n 20 "$work/ref.out"; fail "reference run (4 ranks, one host) exit $rc"; return 0; }
+  t=$(now_ms)
+  rc=0
+  two_host mh "$steps" >"$work/mh.out" 2>&1 || rc=$?
+  echo "info: 2 hosts x 2 ranks: exit $rc in $(seconds_since "$t") s"
+  [ $rc = 0 ] || { tail -n 20 "$work/mh.out"; fail "2 hosts x 2 ranks exit $rc"; return 0; }
+
+  ref_dir=$(final_dir ref "$steps") mh_dir=$(final_dir mh "$steps")
+  if [ -f "$ref_dir/manifest.json" ] && [ -f "$mh_dir/manifest.json" ]; then
+    a=$(checksums "$ref_dir") b=$(checksums "$mh_dir")
+    check "2x2 archives equal 4x1 at step $steps ($(echo "$b" | tr '\n' ' '))" test "$a" = "$b"
+    [ "$a" = "$b" ] || diff <(echo "$a") <(echo "$b") || true
+    if out=$(same_optimizer_state "$ref_dir" "$mh_dir" 2>&1); then pass "2x2 Adam state equals 4x1: $out"
+    else fail "2x2 Adam state equals 4x1: $out"; fi
   else
-    fail "resumed run has no checkpoint at step $steps (latest $(latest kill))"
-    tail -n 20 "$work/kill-resume.out"
+    fail "final checkpoints at step $steps: ref $(latest ref), 2x2 $(latest mh)"
   fi
-else
-  fail "kill -9: no checkpoint within 120 s"
-  tail -n 20 "$work/kill.out"
-fi
-kill_ns_procs "$ns_a"
-kill_ns_procs "$ns_b"
+  for run in ref mh; do
+    if out=$(metrics_complete $run 2>&1); then pass "metrics.jsonl of $run complete: $out"
+    else fail "metrics.jsonl of $run complete: $out"; fi
+  done
+
+  # ---- 2. kill -9 of host B's ranks; --resume auto completes the run -----------------------------------
+  two_host kill "$steps" >"$work/kill.out" 2>&1 &
+  job=$!
+  if wait_for_checkpoint kill $job 120; then
+    at=$(latest kill)
+    victims=$(gantry_pids "$ns_b" | tr '\n' ' ')
+    on_host_a=$(gantry_pids "$ns_a" | tr '\n' ' ')
+    check "two ranks on each host (host A: $on_host_a, host B: $victims)" \
+      test "$(echo "$on_host_a" | wc -w)" = 2 -a "$(echo "$victims" | wc -w)" = 2
+    t=$(now_ms)
+    # shellcheck disable=SC2086
+    [ -z "$victims" ] || kill -9 $victims
+    wait_job $job 60 "$t"
+    echo "info: kill -9 of host B's ranks ($victims) after checkpoint $at: exit $job_rc after $job_took s"
+    check "kill -9: the job ends, non-zero, within 60 s (exit $job_rc, $job_took s)" \
+      test "$job_rc" != -1 -a "$job_rc" != 0
+    check "kill -9: stopped before the end (checkpoint $(latest kill) < $steps)" test "$(latest kill)" -lt "$steps"
+    after_fault "kill -9"
+    kill -9 "$job" 2>/dev/null || true; wait "$job" 2>/dev/null || true
+    t=$(now_ms)
+    rc=0
+    two_host kill "$steps" --resume auto >"$work/kill-resume.out" 2>&1 || rc=$?
+    resumed=$(grep -o "resumed from [^ ]* at step [0-9]*" "$work/kill-resume.out" | head -n 1 || true)
+    echo "info: --resume auto: exit $rc in $(seconds_since "$t") s, ${resumed:-no resume line}"
+    check "--resume auto completes the job (exit $rc, ${resumed:-not resumed})" test $rc = 0 -a -n "$resumed"
+    kill_dir=$(final_dir kill "$steps")
+    if [ -f "$kill_dir/manifest.json" ]; then
+      a=$(checksums "$mh_dir") b=$(checksums "$kill_dir")
+      check "resumed run's archives equal the uninterrupted 2x2 run's" test "$a" = "$b"
+      if out=$(same_optimizer_state "$mh_dir" "$kill_dir" 2>&1); then pass "resumed run's Adam state equal: $out"
+      else fail "resumed run's Adam state equal: $out"; fi
+      if out=$(metrics_complete kill 2>&1); then pass "metrics.jsonl of the resumed run complete: $out"
+      else fail "metrics.jsonl of the resumed run complete: $out"; fi
+    else
+      fail "resumed run has no checkpoint at step $steps (latest $(latest kill))"
+      tail -n 20 "$work/kill-resume.out"
+    fi
+  else
+    fail "kill -9: no checkpoint within 120 s"
+    tail -n 20 "$work/kill.out"
+  fi
+  kill_ns_procs "$ns_a"
+  kill_ns_procs "$ns_b"
+}
 
 # ---- 3 and 4. a hung host and a lost link end the job with exit 6 ----------------------------------
 # A run long enough not to finish by itself; the fault comes after its first checkpoint.
@@ -322,13 +326,14 @@ stop_host_b() {
   # shellcheck disable=SC2086
   [ -z "$victims" ] || kill -STOP $victims
 }
-link_down() {
-  echo "info: ip link set $veth_a down in $ns_a"
-  ip -n "$ns_a" link set "$veth_a" down
+link_down() {  # host B's link, as when its cable or switch port fails: A sees no carrier, B gets nothing
+  echo "info: ip link set $veth_b down in $ns_b"
+  ip -n "$ns_b" link set "$veth_b" down
 }
-hung_job sigstop stop_host_b
-hung_job linkdown link_down
-ip -n "$ns_a" link set "$veth_a" up
+wanted() { [[ " $checks " == *" $1 "* ]]; }
+wanted equal && equal_and_resume
+wanted sigstop && hung_job sigstop stop_host_b
+wanted linkdown && hung_job linkdown link_down
 
 echo "total: $((SECONDS - t_script)) s, $fails check(s) failed"
 [ $fails = 0 ] || exit 1
