@@ -23,7 +23,8 @@ const char* kUsage =
     "  doctor         versions, BLAS, MPI and GPUs this process sees\n"
     "\n"
     "`gantry <command> --help` lists a command's options. Exit codes: 0 done, 1 internal error,\n"
-    "2 usage or configuration, 3 dataset, 4 checkpoint, 75 stopped by a signal after a checkpoint.\n";
+    "2 usage or configuration, 3 dataset, 4 checkpoint, 5 environment (I/O, MPI), 6 a rank lost or hung\n"
+    "(resume with --resume auto), 75 stopped by a signal after a checkpoint.\n";
 
 int fail(gantry::ExitCode code, const std::string& message) {
   std::fprintf(stderr, "gantry: error: %s\n", message.c_str());

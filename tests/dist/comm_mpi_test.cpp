@@ -1,6 +1,8 @@
 // The MPI backend under mpiexec -n 2 and -n 4: every collective, dtype, op and awkward size.
 #include <gtest/gtest.h>
 
+#include <thread>
+
 #include "dist/communicator.h"
 #include "dist/mpi_runtime.h"
 
@@ -99,6 +101,45 @@ TEST(MpiCollectives, ControlPlaneAgreements) {
   EXPECT_EQ(comm->max(comm->rank() * int64_t{1000000000000}), last * int64_t{1000000000000});
   EXPECT_EQ(comm->min(comm->rank() - 5), -5);
   comm->barrier();
+}
+
+// The trainer's stop check: an agreement started at the end of step k and completed at the end of
+// step k+1, between asynchronous all-reduces. Every rank gets the same answers, and the stop that
+// rank W-1 asks for at step 5 is seen by every rank at step 6.
+TEST(MpiAgreements, AsyncAgreementsGiveTheSameAnswerOnEveryRank) {
+  auto comm = mpi_comm();
+  const int world = comm->world_size(), rank = comm->rank();
+  std::vector<int64_t> answers;
+  auto pending = comm->any_async(false);
+  for (int step = 0; step < 12; ++step) {
+    torch::Tensor g = torch::full({4097}, static_cast<float>(rank));
+    auto work = comm->all_reduce_async(g, ReduceOp::kSum);
+    work->wait();
+    EXPECT_TRUE(g.eq(static_cast<float>(world * (world - 1) / 2)).all().item<bool>());
+    const bool stop = pending->get();
+    EXPECT_EQ(pending->get(), stop);  // get() may be called again
+    answers.push_back(stop);
+    EXPECT_EQ(stop, step == 6) << "step " << step;
+    pending = comm->any_async(step == 5 && rank == world - 1);
+  }
+  EXPECT_FALSE(pending->get());
+  // The answers, gathered: the same on every rank.
+  torch::Tensor all = comm->all_gather(torch::tensor(answers));
+  for (int r = 1; r < world; ++r) EXPECT_TRUE(all[r].equal(all[0])) << r;
+}
+
+TEST(MpiAgreements, MaxMinAndAllCompleteInAnyOrder) {
+  auto comm = mpi_comm();
+  const int world = comm->world_size(), rank = comm->rank();
+  auto mx = comm->agree_async(rank * int64_t{10}, Communicator::AgreeOp::kMax);
+  auto mn = comm->agree_async(rank - 3, Communicator::AgreeOp::kMin);
+  auto all = comm->all_async(rank != 0);
+  EXPECT_FALSE(all->get());  // waited for before the two issued earlier
+  EXPECT_EQ(mn->value(), -3);
+  while (!mx->ready()) std::this_thread::yield();  // ready() progresses it
+  EXPECT_EQ(mx->value(), (world - 1) * int64_t{10});
+  EXPECT_TRUE(comm->all_async(true)->get());
+  EXPECT_TRUE(comm->any(rank == 0));
 }
 
 TEST(MpiCollectives, WrongBuffersAreRefusedBeforeAnyCommunication) {

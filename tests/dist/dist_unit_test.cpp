@@ -72,6 +72,10 @@ TEST(WorldOfOne, CollectivesLeaveValuesAsTheyAre) {
   EXPECT_EQ(comm->all_gather(torch::ones({2, 3})).sizes(), (std::vector<int64_t>{1, 2, 3}));
   EXPECT_TRUE(comm->any(true));
   EXPECT_FALSE(comm->any(false));
+  auto pending = comm->any_async(true);  // a world of one agrees at once
+  EXPECT_TRUE(pending->ready());
+  EXPECT_TRUE(pending->get());
+  EXPECT_FALSE(comm->all_async(false)->get());
   EXPECT_EQ(comm->max(7), 7);
   EXPECT_EQ(comm->min(-3), -3);
   comm->barrier();
@@ -295,6 +299,9 @@ TEST(MpiRuntime, WithoutMpirunIsAWorldOfOne) {
   comm->all_reduce(x, ReduceOp::kAverage);
   EXPECT_TRUE(x.equal(before));
   EXPECT_TRUE(comm->any(true));
+  auto pending = comm->any_async(false);
+  EXPECT_FALSE(pending->get());
+  EXPECT_TRUE(pending->ready());
 }
 
 }  // namespace
