@@ -228,8 +228,9 @@ void Watchdog::fail(int64_t seq, const Open& open) {
   if (missing > 0)
     line += (missing == 1 ? "rank " : "ranks ") + list.str() + " never arrived";
   else
-    line += "every rank answered and started it, but it did not complete (a hang inside the collective, the "
-            "network or a device)";
+    line +=
+        "every rank answered and started it, but it did not complete (a hang inside the collective, the "
+        "network or a device)";
   line += "; a rank was lost or hung; resume with --resume auto";
 
   // One line from one rank: the lowest-numbered answering rank that is itself waiting. Any other rank

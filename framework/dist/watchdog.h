@@ -79,8 +79,8 @@ class Watchdog {
   // What a rank answers to a probe: the last collective it started, and its oldest timed open one.
   struct Status {
     int64_t last_started = -1;
-    int64_t open_seq = -1;   // -1: not waiting
-    int64_t waited_ms = 0;   // how long it has waited for open_seq
+    int64_t open_seq = -1;  // -1: not waiting
+    int64_t waited_ms = 0;  // how long it has waited for open_seq
     int64_t open_kind = 0;
   };
   struct Outgoing {

@@ -16,7 +16,7 @@
 namespace gantry {
 namespace {
 
-constexpr double kTimeout = 2;          // dist.timeout_s of the helper's communicator
+constexpr double kTimeout = 2;            // dist.timeout_s of the helper's communicator
 constexpr double kBound = kTimeout + 10;  // the contract
 
 struct Outcome {
@@ -25,7 +25,9 @@ struct Outcome {
   bool leftovers = false;
 };
 
-double now_s() { return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count(); }
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
 
 // The latest "rank R: up at T" in the output.
 double last_up(const std::string& out) {
@@ -41,9 +43,9 @@ Outcome run_job(int ranks, const std::string& mode, const std::string& launcher 
   // The environment is spelled out: mpiexec refuses root without it, and gantry_unit_test passes
   // only the first of GANTRY_TEST_ENV's variables. `timeout` keeps a broken case from hanging ctest.
   const std::string env = "env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 ";
-  const std::string start = launcher.empty() ? std::string(MPIEXEC) + " --oversubscribe -n " + std::to_string(ranks) +
-                                                   " " + DIST_FAULT_HELPER
-                                             : launcher;
+  const std::string start =
+      launcher.empty() ? std::string(MPIEXEC) + " --oversubscribe -n " + std::to_string(ranks) + " " + DIST_FAULT_HELPER
+                       : launcher;
   const std::string cmd = env + "timeout -k 5 120 " + start + " " + mode + " " + std::to_string(kTimeout) + " " + tag;
   Outcome o{testing::run_command(cmd), -1, false};
   const double end = now_s(), up = last_up(o.result.output);
@@ -61,7 +63,9 @@ Outcome run_job(int ranks, const std::string& mode, const std::string& launcher 
   return o;
 }
 
-bool has(const Outcome& o, const std::string& text) { return o.result.output.find(text) != std::string::npos; }
+bool has(const Outcome& o, const std::string& text) {
+  return o.result.output.find(text) != std::string::npos;
+}
 
 // Exit 6 within the bound, nothing left running, the one line naming `missing`.
 void expect_lost(const Outcome& o, const std::string& collective, const std::string& missing) {
@@ -165,12 +169,14 @@ TEST(MpirunScript, KilledRankExitsSix) {
 TEST(MpirunScript, EndsAnMpirunThatOutlivesItsRanks) {
   testing::ScratchDir dir("mpirun-sh");
   testing::write_bytes(dir / "gantry", "#!/bin/sh\nsleep 1\nexit 6\n");
-  testing::write_bytes(dir / "mpirun",
-                       "#!/bin/bash\nwhile [ \"$1\" != -n ]; do shift; done; shift 2\n\"$@\" &\nwait\nwhile :; do sleep 0.2; done\n");
+  testing::write_bytes(
+      dir / "mpirun",
+      "#!/bin/bash\nwhile [ \"$1\" != -n ]; do shift; done; shift 2\n\"$@\" &\nwait\nwhile :; do sleep 0.2; done\n");
   ASSERT_EQ(testing::run_command("chmod +x " + (dir / "gantry") + " " + (dir / "mpirun")).exit_code, 0);
   const std::string script = std::string(GANTRY_SOURCE_DIR) + "/launch/mpirun.sh";
-  const Outcome o = run_job(1, "late", "env GANTRY_BUILD_DIR=" + dir.path() + " GANTRY_MPIRUN=" + (dir / "mpirun") +
-                                           " GANTRY_MPIRUN_GRACE_S=2 " + script + " 1");
+  const Outcome o = run_job(1, "late",
+                            "env GANTRY_BUILD_DIR=" + dir.path() + " GANTRY_MPIRUN=" + (dir / "mpirun") +
+                                " GANTRY_MPIRUN_GRACE_S=2 " + script + " 1");
   EXPECT_EQ(o.result.exit_code, 6) << o.result.output;
   EXPECT_TRUE(has(o, "every rank on this host has exited but mpirun is still running")) << o.result.output;
   EXPECT_FALSE(o.leftovers) << o.result.output;  // the stand-in mpirun (its command line has the tag) is gone
