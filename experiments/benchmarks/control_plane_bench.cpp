@@ -5,6 +5,7 @@
 //         polled with short sleeps), then that all-reduce
 //   new   the control plane now in framework/dist/rendezvous.h (one 24-byte MPI_Iallreduce, polled
 //         with the same sleeps), then that all-reduce
+//   new50 the same, polled with sleeps capped at 50 us instead of 200 us
 // It checks first (the all-reduce sums, the new rendezvous agrees), then prints one line per world.
 // `--only VARIANT --iters N` runs one variant N times and nothing else: control_plane_count.sh runs
 // it under Open MPI's message monitoring (collective-internal messages included) to count the
@@ -94,20 +95,21 @@ int main(int argc, char** argv) {
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &world);
   int iters = 200, rounds = 9;
-  int only = -1;  // --only bare|old|new: run that variant `iters` times, no timing
+  int only = -1;  // --only bare|old|new|new50: run that variant `iters` times, no timing
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--iters") && i + 1 < argc) iters = std::atoi(argv[++i]);
     if (!std::strcmp(argv[i], "--rounds") && i + 1 < argc) rounds = std::atoi(argv[++i]);
     if (!std::strcmp(argv[i], "--only") && i + 1 < argc) {
       ++i;
-      only = !std::strcmp(argv[i], "bare")  ? 0
-             : !std::strcmp(argv[i], "old") ? 1
-             : !std::strcmp(argv[i], "new") ? 2
-                                            : -2;
+      only = !std::strcmp(argv[i], "bare")    ? 0
+             : !std::strcmp(argv[i], "old")   ? 1
+             : !std::strcmp(argv[i], "new")   ? 2
+             : !std::strcmp(argv[i], "new50") ? 3
+                                              : -2;
     }
   }
   if (only == -2) {
-    std::fprintf(stderr, "control_plane_bench: --only bare|old|new\n");
+    std::fprintf(stderr, "control_plane_bench: --only bare|old|new|new50\n");
     MPI_Abort(MPI_COMM_WORLD, 2);
   }
   MPI_Comm data, control, old_comm;
@@ -122,15 +124,29 @@ int main(int argc, char** argv) {
     MPI_Allreduce(&x, &sum, 1, MPI_INT64_T, MPI_SUM, data);
     checksum += sum;
   };
-  const char* names[3] = {"bare", "old", "new"};
+  const char* names[4] = {"bare", "old", "new", "new50"};
+  // new50: the same reduction polled with sleeps capped at 50 us instead of 200 (an experiment: each
+  // of its log2 W rounds waits for the partner's next poll, so the cap sets the latency).
+  auto rendezvous50 = [&](int64_t s) {
+    gantry::dist_detail::ControlReduce r;
+    r.start(control, 0, s, CollectiveKind::kAllReduce);
+    const auto t0 = Clock::now();
+    auto sleep = std::chrono::microseconds(10);
+    while (!r.test()) {
+      if (Clock::now() - t0 < std::chrono::microseconds(50)) continue;
+      std::this_thread::sleep_for(sleep);
+      sleep = std::min(std::chrono::microseconds(50), sleep * 2);
+    }
+  };
   auto run = [&](int variant) {
     if (variant == 1) old.arrive_and_wait(old_seq++);
     if (variant == 2) gantry::dist_detail::rendezvous(control, seq++, CollectiveKind::kAllReduce);
+    if (variant == 3) rendezvous50(seq++);
     reduce8();
   };
 
   // Check first: every variant sums correctly (and the new rendezvous agrees on its sequence).
-  for (int v = 0; v < 3; ++v) {
+  for (int v = 0; v < 4; ++v) {
     checksum = 0;
     run(v);
     if (checksum != int64_t{world} * (world + 1) / 2) {
@@ -142,10 +158,10 @@ int main(int argc, char** argv) {
   if (only >= 0) {  // counting (control_plane_count.sh): just this variant, `iters` times
     for (int i = 0; i < iters; ++i) run(only);
   } else {
-    std::vector<double> us[3];
+    std::vector<double> us[4];
     for (int round = 0; round < rounds; ++round) {
-      for (int k = 0; k < 3; ++k) {
-        const int v = (round + k) % 3;  // rotate which variant goes first
+      for (int k = 0; k < 4; ++k) {
+        const int v = (round + k) % 4;  // rotate which variant goes first
         MPI_Barrier(MPI_COMM_WORLD);
         const auto t0 = Clock::now();
         for (int i = 0; i < iters; ++i) run(v);
@@ -155,11 +171,13 @@ int main(int argc, char** argv) {
       }
     }
     if (rank == 0) {
-      const double bare = median(us[0]), o = median(us[1]), n = median(us[2]);
+      const double bare = median(us[0]), o = median(us[1]), n = median(us[2]), n50 = median(us[3]);
       std::printf(
           "W=%-3d per collective (median of %d rounds x %d): bare 8-byte allreduce %.1f us | old rendezvous + "
-          "allreduce %.1f us (control plane %+.1f us) | new %.1f us (control plane %+.1f us)\n",
-          world, rounds, iters, bare, o, o - bare, n, n - bare);
+          "allreduce %.1f us (control plane %+.1f us) | new %.1f us (control plane %+.1f us) | new, 50 us poll cap "
+          "%.1f us "
+          "(%+.1f us)\n",
+          world, rounds, iters, bare, o, o - bare, n, n - bare, n50, n50 - bare);
     }
   }
   MPI_Comm_free(&old_comm);
