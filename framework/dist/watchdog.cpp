@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "core/errors.h"
+#include "core/log.h"
 #include "dist/mpi_check.h"
 
 namespace gantry::dist_detail {
@@ -73,8 +74,8 @@ void end_job(const std::string& line, double grace_s) {
     std::fflush(stderr);
     ::_exit(code);
   }).detach();
+  end_open_terminal_line();  // a progress bar may be mid-line ('\r' redraws)
   std::fflush(stdout);
-  if (::isatty(STDERR_FILENO)) std::fputc('\n', stderr);  // a progress bar may be mid-line ('\r' redraws)
   std::fprintf(stderr, "gantry: error: %s\n", line.c_str());
   std::fflush(stderr);
   MPI_Abort(MPI_COMM_WORLD, code);

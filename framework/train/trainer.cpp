@@ -110,7 +110,7 @@ class Trainer {
   void write_visuals(int64_t step);
   void evaluate(int64_t step);
   void checkpoint(int64_t step);
-  int stopped(int64_t step);
+  int stopped(int64_t step, Agreement& pending);
   void finish(int64_t step);
   void note(const std::string& line);
   [[noreturn]] void fail(const std::exception& e, int64_t step);
@@ -155,6 +155,9 @@ int Trainer::run() {
                                     static_cast<uint64_t>(step_));
   install_stop_handlers();
   try {
+    // The stop vote is non-blocking: started at the end of one step, completed at the end of the next,
+    // so it never waits on the slowest rank; every rank reads the same answer at the same step.
+    auto stop_vote = comm_.any_async(stop_requested());
     while (step_ < total) {
       set_learning_rates(step_);
       last_batches_ = next_batches();
@@ -163,11 +166,13 @@ int Trainer::run() {
       if (every.log(step, total)) log_step(step);
       if (every.sample(step, total)) write_samples(step);
       if (every.eval(step, total)) evaluate(step);
-      const bool stop = comm_.any(stop_requested());
+      const bool stop = stop_vote->get();
+      stop_vote = comm_.any_async(stop_requested());
       if (stop || every.checkpoint(step, total)) checkpoint(step);
-      if (stop && step < total) return stopped(step);
+      if (stop && step < total) return stopped(step, *stop_vote);
       if (every.checkpoint(step, total) && step != total) write_visuals(step);
     }
+    stop_vote->value();  // every agreement is completed
   } catch (const std::exception& e) {
     fail(e, step_);
   }
@@ -311,7 +316,8 @@ void Trainer::checkpoint(int64_t step) {
             << " s waiting for the previous one)" << std::endl;
 }
 
-int Trainer::stopped(int64_t step) {
+int Trainer::stopped(int64_t step, Agreement& pending) {
+  pending.value();
   checkpointer_->wait();
   bar_->finish("stopped by a signal");
   note("stopped by signal " + std::to_string(stop_signal()) + " at step " + std::to_string(step) +

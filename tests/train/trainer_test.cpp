@@ -281,12 +281,14 @@ TEST_F(TrainerTest, MicroBatchesTakeTheSameStep) {
   EXPECT_THROW(train(config({{"train.micro_batches", "3"}}), "three"), UsageError);  // 8 rows per rank
 }
 
-TEST_F(TrainerTest, SignalStopsAtTheStepBoundaryWithACheckpoint) {
+// The stop vote started at the end of step 7 (the signal came during it) is read at the end of step 8:
+// the run stops there, within two steps, with a checkpoint.
+TEST_F(TrainerTest, SignalStopsAtTheNextStepBoundaryWithACheckpoint) {
   EXPECT_EQ(train(config({}), "stop", "auto", /*raise_at=*/7), static_cast<int>(ExitCode::kStopped));
-  EXPECT_EQ(seen_.calls, 7);
+  EXPECT_EQ(seen_.calls, 8);
   const auto dirs = list_checkpoints(scratch_ / "stop");
   ASSERT_FALSE(dirs.empty());
-  EXPECT_EQ(fs::path(dirs.front()).filename(), "step-00000007");
+  EXPECT_EQ(fs::path(dirs.front()).filename(), "step-00000008");
   clear_stop_request();
   ASSERT_EQ(train(config({}), "stop"), 0);  // and the run completes from there
   EXPECT_EQ(seen_.calls, 40);
