@@ -109,9 +109,9 @@ int main(int argc, char** argv) {
         so.overlap = false;
         gantry::GradSync sync(counting, so);
         torch::manual_seed(1);
-        gantry::StepContext step(sync, gantry::StepOptions{});
+        gantry::StepContext step_context(sync, gantry::StepOptions{});
         auto recipe = gantry::fgan::recipe_info().create(
-            gantry::RecipeEnv{c, {{gantry::kMainStream, shape}}, torch::kCPU, counting, sync, step});
+            gantry::RecipeEnv{c, {{gantry::kMainStream, shape}}, torch::kCPU, counting, sync, step_context});
         for (const auto& [name, net] : recipe->networks()) gantry::broadcast_state(counting, *net);
         auto batch_at = [&](int64_t step) {
           auto gen = gantry::batch_generator(7, 0, gantry::DataPosition{0, step * o.batch});

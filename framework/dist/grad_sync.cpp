@@ -94,8 +94,8 @@ struct GradSync::Group {
   std::vector<Bucket> buckets;
   size_t next_launch = 0;
   bool end_callback_queued = false;
-  bool prescaled = false;         // this pass's loss went through average_loss(): gradients arrive averaged
-  int accumulated_prescaled = -1; // while accumulating: whether the earlier passes were (-1: none yet)
+  bool prescaled = false;          // this pass's loss went through average_loss(): gradients arrive averaged
+  int accumulated_prescaled = -1;  // while accumulating: whether the earlier passes were (-1: none yet)
   SyncTimeline timeline;
 };
 
@@ -264,7 +264,8 @@ void GradSync::finish(const std::string& name) {
     const int prescaled = g.prescaled ? 1 : 0;
     if (g.accumulated_prescaled != -1 && g.accumulated_prescaled != prescaled) {
       armed_ = nullptr;
-      throw std::logic_error("GradSync: group '" + name + "': micro-batches mix losses passed through "
+      throw std::logic_error("GradSync: group '" + name +
+                             "': micro-batches mix losses passed through "
                              "average_loss() and losses that were not");
     }
     if (accumulating_) {  // a micro-batch before the last: gradients stay local
@@ -317,34 +318,6 @@ void GradSync::set_accumulating(bool accumulating) {
     throw std::logic_error("GradSync: set_accumulating() while group '" + armed_->name +
                            "' is armed: switch between passes");
   accumulating_ = accumulating;
-}
-
-double GradSync::clip_grad_norm(const std::string& name, double max_norm) {
-  if (!(max_norm > 0)) throw std::invalid_argument("GradSync: clip_grad_norm needs max_norm > 0");
-  Group& g = find(name);
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (armed_ == &g) throw std::logic_error("GradSync: clip_grad_norm('" + name + "') before finish()");
-  }
-  // After finish() every gradient is its bucket view: one norm per bucket. Otherwise, per parameter.
-  bool views = true;
-  for (const auto& p : g.params) views = views && p.tensor.grad().defined() && p.tensor.grad().is_same(p.view);
-  std::vector<torch::Tensor> grads;
-  if (views) {
-    for (const auto& b : g.buckets) grads.push_back(b.buffer);
-  } else {
-    for (const auto& p : g.params)
-      if (p.tensor.grad().defined()) grads.push_back(p.tensor.grad());
-  }
-  if (grads.empty()) return 0.0;
-  torch::NoGradGuard no_grad;
-  std::vector<torch::Tensor> norms;
-  for (const auto& t : grads) norms.push_back(t.norm(2).to(torch::kDouble));
-  const double total = torch::stack(norms).norm(2).item<double>();
-  const double coef = max_norm / (total + 1e-6);
-  if (coef < 1.0)
-    for (auto& t : grads) t.mul_(coef);
-  return total;
 }
 
 const SyncTimeline& GradSync::timeline(const std::string& group) const {

@@ -89,10 +89,6 @@ class GradSync {
   void set_accumulating(bool accumulating);
   bool accumulating() const { return accumulating_; }
 
-  // Scales the group's gradients so their global L2 norm is at most `max_norm` (after finish(); the
-  // gradients are identical on every rank, so no collective). Returns the norm before clipping.
-  double clip_grad_norm(const std::string& group, double max_norm);
-
   const SyncTimeline& timeline(const std::string& group) const;
   std::vector<int64_t> bucket_bytes(const std::string& group) const;                          // per bucket, index order
   std::vector<std::string> bucket_parameters(const std::string& group, size_t bucket) const;  // names

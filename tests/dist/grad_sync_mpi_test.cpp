@@ -280,26 +280,6 @@ TEST(GradSync, PreAveragedLossGivesTheSameGradients) {
   EXPECT_THROW(sync.finish("B"), std::logic_error);
 }
 
-TEST(GradSync, ClipsTheAveragedGradients) {
-  auto comm = mpi_comm();
-  torch::manual_seed(11);
-  testing::Mlp net(4, 6, 2, false);
-  torch::manual_seed(11);
-  testing::Mlp reference(4, 6, 2, false);
-  GradSync sync(*comm, GradSyncOptions{128, 64});
-  sync.add_group("M", {as_module(net)});
-  torch::manual_seed(110);
-  torch::Tensor x = torch::randn({2 * comm->world_size(), 4});
-  sync.arm("M");
-  net(my_rows(x, *comm)).pow(2).sum().div(comm->world_size()).backward();
-  sync.finish("M");
-  reference(x).pow(2).sum().div(comm->world_size() * comm->world_size()).backward();  // the averaged loss
-  const double expected = torch::nn::utils::clip_grad_norm_(reference->parameters(), 0.1);
-  EXPECT_NEAR(sync.clip_grad_norm("M", 0.1), expected, 1e-5 * expected);
-  EXPECT_LT(testing::max_param_diff(testing::grads_of(*net), testing::grads_of(*reference)), 1e-6);
-  EXPECT_TRUE(same_everywhere(*comm, flat(testing::grads_of(*net))));
-}
-
 // With small buckets, the first bucket's all-reduce starts from a hook while backward still runs.
 TEST(GradSync, FirstBucketIsReducedWhileBackwardRuns) {
   auto comm = mpi_comm();
