@@ -7,7 +7,7 @@
 # mpirun runs in the background, so this script can
 #   - forward SIGTERM, SIGINT and SIGUSR1 to it (gantry checkpoints at the next step and exits 75);
 #   - end an mpirun that outlives its ranks: when every gantry rank on this host has exited but mpirun
-#     is still running GANTRY_MPIRUN_GRACE_S (15) seconds later — it waits on a host it cannot reach,
+#     is still running GANTRY_MPIRUN_GRACE_S (3) seconds later — it waits on a host it cannot reach,
 #     where the ranks were lost — it is terminated (TERM, then KILL) and the script exits 6;
 #   - report a rank killed by a signal (mpirun exits 128+N; the OOM killer, a node failing) as 6,
 #     unless the signal was one this script forwarded.
@@ -20,7 +20,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 hosts=()
 [ -n "${GANTRY_HOSTFILE:-}" ] && hosts=(--hostfile "$GANTRY_HOSTFILE")
 gantry="${GANTRY_BUILD_DIR:-$here/build}/gantry"
-grace=${GANTRY_MPIRUN_GRACE_S:-15}
+grace=${GANTRY_MPIRUN_GRACE_S:-3}  # short: the job must end within dist.timeout_s + 10 s
 
 "${GANTRY_MPIRUN:-mpirun}" --oversubscribe --bind-to none "${hosts[@]}" -n "$n" "$gantry" train "$@" &
 mpirun_pid=$!

@@ -12,8 +12,8 @@
 #   1. 2 hosts x 2 ranks equal 4 ranks on one host bit for bit: network archives (manifest checksums),
 #      RNG and buffers, Adam state (loaded and compared tensor by tensor); metrics.jsonl complete.
 #   2. kill -9 of host B's ranks ends the job; --resume auto completes it equal to the uninterrupted run.
-#   3. SIGSTOP of host B's ranks ends the job with exit 6 within dist.timeout_s + 10 s (+ launcher
-#      grace), naming ranks 2 and 3.
+#   3. SIGSTOP of host B's ranks ends the job with exit 6 within dist.timeout_s + 10 s (launch/mpirun.sh's
+#      grace included), naming ranks 2 and 3.
 #   4. host B's veth link taken down: the same.
 # Exit 77 (CTest: skipped) with "SKIP: <reason>" where this machine may not create namespaces.
 # Only addresses inside the namespaces created here are used; everything is torn down on exit.
@@ -29,7 +29,7 @@ steps=${MH_STEPS:-300}         # per run; a 2000-image slice, global batch 32
 ckpt_every=50
 log_every=10
 timeout_s=5                    # dist.timeout_s of the fault runs
-grace_s=${MH_GRACE_S:-5}       # launcher's grace on top of the contract's timeout_s + 10 s
+grace_s=${MH_GRACE_S:-3}       # launch/mpirun.sh's default grace, inside the contract's timeout_s + 10 s
 fashion=/usr/share/datasets/fashion-mnist
 checks=${MH_CHECKS:-equal sigstop linkdown}  # a subset, to rerun one scenario
 
@@ -288,7 +288,7 @@ equal_and_resume() {
 hung_job() {  # NAME FAULT-COMMAND...
   local name=$1
   shift
-  local bound=$((timeout_s + 10 + grace_s))
+  local bound=$((timeout_s + 10))  # the contract: the launcher's grace included
   two_host "$name" 100000 --dist.timeout_s $timeout_s >"$work/$name.out" 2>&1 &
   local job=$!
   if ! wait_for_checkpoint "$name" $job 120; then
@@ -302,7 +302,7 @@ hung_job() {  # NAME FAULT-COMMAND...
   t=$(now_ms)
   "$@"
   wait_job $job $((bound + 30)) "$t"
-  echo "info: $name: exit $job_rc after $job_took s (bound: dist.timeout_s $timeout_s + 10 + grace $grace_s = $bound s)"
+  echo "info: $name: exit $job_rc after $job_took s (bound: dist.timeout_s $timeout_s + 10 = $bound s, launcher grace $grace_s s inside it)"
   check "$name: exit 6 (got $job_rc)" test "$job_rc" = 6
   check "$name: ends within $bound s (took $job_took s)" \
     awk -v t="$job_took" -v b="$bound" -v rc="$job_rc" 'BEGIN { exit !(rc != -1 && t <= b) }'
