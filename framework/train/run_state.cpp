@@ -126,16 +126,6 @@ void with_averaged_buffers(Communicator& comm, Recipe& recipe, const std::functi
   fn();
 }
 
-void with_rng_aside(uint64_t seed, const torch::Device& device, const std::function<void()>& fn) {
-  const torch::Tensor saved = rng_state(torch::kCPU);
-  torch::Tensor saved_device;
-  if (device.is_cuda()) saved_device = rng_state(device);
-  torch::manual_seed(seed);
-  fn();
-  set_rng_state(torch::kCPU, saved);
-  if (device.is_cuda()) set_rng_state(device, saved_device);
-}
-
 Snapshot take_snapshot(Communicator& comm, Recipe& recipe, CheckpointMeta meta, const torch::Device& device) {
   const bool root = comm.rank() == 0;
   const Networks nets = recipe.networks();

@@ -60,8 +60,4 @@ void broadcast_networks(Communicator& comm, Recipe& recipe);
 // keeps local BatchNorm statistics; checkpoints and evaluation see the average). Collective.
 void with_averaged_buffers(Communicator& comm, Recipe& recipe, const std::function<void()>& fn);
 
-// Runs fn with the CPU (and the training device's) default generators put aside and seeded with `seed`:
-// what fn draws never perturbs training.
-void with_rng_aside(uint64_t seed, const torch::Device& device, const std::function<void()>& fn);
-
 }  // namespace gantry
