@@ -74,8 +74,9 @@ void Progress::draw(bool final_line) {
     double eta = rate > 0 ? static_cast<double>(total_ - std::min(done_, total_)) / rate : NAN;
     std::string bar;
     if (tty_) {
-      int width = 24, fill = static_cast<int>(frac * width);
-      bar = "[" + std::string(fill, '#') + std::string(width - fill, '.') + "] ";
+      const int width = 24, fill = static_cast<int>(frac * width);
+      bar.reserve(width + 3);
+      bar.append(1, '[').append(fill, '#').append(width - fill, '.').append("] ");
     }
     std::snprintf(line, sizeof line, "%s %s%llu/%llu %s (%.1f%%) %.0f %s/s, elapsed %s, ETA %s%s%s", label_.c_str(),
                   bar.c_str(), static_cast<unsigned long long>(done_), static_cast<unsigned long long>(total_),
