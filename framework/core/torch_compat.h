@@ -6,12 +6,18 @@
 #include <ATen/autocast_mode.h>
 #include <c10/core/DeviceType.h>
 #include <c10/core/ScalarType.h>
+#include <torch/csrc/autograd/variable.h>
 #include <torch/version.h>
+
+#include <type_traits>
 
 namespace gantry::compat {
 
 inline constexpr int kTorchMajor = TORCH_VERSION_MAJOR;
 inline constexpr int kTorchMinor = TORCH_VERSION_MINOR;
+
+// An owning pointer to an autograd node (std::shared_ptr in 1.13, c10::intrusive_ptr in later 2.x).
+using NodePtr = std::decay_t<decltype(torch::autograd::impl::grad_accumulator(std::declval<const at::Tensor&>()))>;
 
 // Autocast for one device type (kCPU or kCUDA): enabled flag and the lower-precision dtype.
 inline bool autocast_enabled(c10::DeviceType type) {

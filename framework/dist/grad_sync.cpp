@@ -14,6 +14,7 @@
 #include <unordered_set>
 
 #include "core/errors.h"
+#include "core/torch_compat.h"
 #include "dist/module_state.h"
 
 namespace gantry {
@@ -54,7 +55,7 @@ struct GradSync::Group {
     torch::Tensor tensor;  // the parameter itself
     torch::Tensor view;    // its gradient's home: a slice of its bucket's buffer (not an autograd view)
     size_t bucket = 0;
-    std::shared_ptr<torch::autograd::Node> accumulator;  // kept alive: the parameter holds it only weakly
+    compat::NodePtr accumulator;  // kept alive: the parameter holds it only weakly
     uintptr_t hook_key = 0;
     bool ready = false;  // gradient seen in this pass
 
