@@ -2,15 +2,24 @@
 # launch/setup.sh — make a fresh Debian 12 machine ready for gantry and build it.
 #
 #   launch/setup.sh            install missing system packages, select OpenBLAS (OpenMP), configure, build
+#                              against Debian's LibTorch 1.13 (CPU) in build/
+#   launch/setup.sh --pypi     the same, then the second build: LibTorch 2.x from PyPI's torch wheel (CUDA 13
+#                              + NCCL, pinned in launch/torch-pypi.txt) in build-pypi/, its Python in
+#                              build-pypi/venv; needs the CUDA toolkit (CUDAToolkit_ROOT, default /usr/local/cuda)
 #   launch/setup.sh --deps     packages and BLAS only
 #
-# Idempotent: packages already installed are not touched, an existing build/ is reused.
+# Idempotent: packages already installed are not touched, existing builds and venv are reused.
 # Runs as root, or through sudo when it is available.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build_dir=${GANTRY_BUILD_DIR:-$here/build}
 build_type=${GANTRY_BUILD_TYPE:-Release}
+mode=${1:-}
+case "$mode" in
+  ""|--deps|--pypi) ;;
+  *) echo "setup: unknown argument '$mode' (expected --deps or --pypi)" >&2; exit 2 ;;
+esac
 
 packages=(
   build-essential cmake pkg-config git
@@ -55,7 +64,36 @@ for lib in libblas.so.3 liblapack.so.3; do
   fi
 done
 
-[ "${1:-}" = "--deps" ] && exit 0
+[ "$mode" = "--deps" ] && exit 0
 
-cmake -S "$here" -B "$build_dir" -DCMAKE_BUILD_TYPE="$build_type" >/dev/null
-cmake --build "$build_dir" -j "$(nproc)"
+if [ "$mode" != "--pypi" ]; then
+  cmake -S "$here" -B "$build_dir" -DCMAKE_BUILD_TYPE="$build_type" >/dev/null
+  cmake --build "$build_dir" -j "$(nproc)"
+  exit 0
+fi
+
+# The second build. Its venv lives inside the build folder, so deleting build-pypi/ removes all of it.
+pypi_dir=${GANTRY_PYPI_BUILD_DIR:-$here/build-pypi}
+cuda_root=${CUDAToolkit_ROOT:-/usr/local/cuda}
+[ -x "$cuda_root/bin/nvcc" ] || { echo "setup: --pypi needs the CUDA toolkit: no nvcc under $cuda_root (set CUDAToolkit_ROOT)" >&2; exit 5; }
+venv=$pypi_dir/venv
+python=${GANTRY_PYTHON:-python3}
+if [ ! -x "$venv/bin/python" ]; then
+  mkdir -p "$pypi_dir"
+  if ! "$python" -m venv "$venv" 2>/dev/null; then
+    # Debian's python3 makes venvs only with python3-venv.
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+    rm -rf "$venv"; /usr/bin/python3 -m venv "$venv"
+  fi
+fi
+stamp=$venv/.gantry-requirements
+if ! cmp -s "$here/launch/torch-pypi.txt" "$stamp"; then
+  echo "setup: installing launch/torch-pypi.txt into $venv (about 1.1 GB to download, 2.1 GB on disk)"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps -r "$here/launch/torch-pypi.txt"
+  cp "$here/launch/torch-pypi.txt" "$stamp"
+fi
+torch_cmake=$("$venv/bin/python" -c 'import torch; print(torch.utils.cmake_prefix_path)')
+# TORCH_CUDA_ARCH_LIST only quiets LibTorch's GPU autodetection: gantry compiles no CUDA kernels.
+cmake -S "$here" -B "$pypi_dir" -DCMAKE_BUILD_TYPE="$build_type" -DCMAKE_PREFIX_PATH="$torch_cmake" \
+  -DCUDAToolkit_ROOT="$cuda_root" -DTORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}" >/dev/null
+cmake --build "$pypi_dir" -j "$(nproc)"
