@@ -141,7 +141,8 @@ EOF
 # (and checksums) differ; compare the state itself: for each parameter, in the order the archive's
 # param group lists them, its step, exp_avg and exp_avg_sq exactly.
 same_optimizer_state() {  # DIR_A DIR_B -> prints a summary, fails on any difference
-  /usr/bin/python3 "$here/compare_optim.py" "$1" "$2"
+  # The Python whose torch matches the build: it reads the archives this build wrote.
+  "${GANTRY_TORCH_PYTHON:-/usr/bin/python3}" "$here/compare_optim.py" "$1" "$2"
 }
 metrics_complete() {  # RUN: training records at log_every, 10..steps, each once, in order
   /usr/bin/python3 - "$work/run-$1/metrics.jsonl" "$log_every" "$steps" <<'EOF'
