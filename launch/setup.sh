@@ -66,8 +66,13 @@ done
 
 [ "$mode" = "--deps" ] && exit 0
 
+# Extra CMake arguments: GANTRY_CMAKE_ARGS (launch/test.sh turns warnings into errors with it); ccache
+# when it is installed, so a rebuild after a pull compiles only what changed.
+read -r -a cmake_args <<< "${GANTRY_CMAKE_ARGS:-}"
+command -v ccache >/dev/null && cmake_args+=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+
 if [ "$mode" != "--pypi" ]; then
-  cmake -S "$here" -B "$build_dir" -DCMAKE_BUILD_TYPE="$build_type" >/dev/null
+  cmake -S "$here" -B "$build_dir" -DCMAKE_BUILD_TYPE="$build_type" "${cmake_args[@]}" >/dev/null
   cmake --build "$build_dir" -j "$(nproc)"
   exit 0
 fi
@@ -95,5 +100,5 @@ fi
 torch_cmake=$("$venv/bin/python" -c 'import torch; print(torch.utils.cmake_prefix_path)')
 # TORCH_CUDA_ARCH_LIST only quiets LibTorch's GPU autodetection: gantry compiles no CUDA kernels.
 cmake -S "$here" -B "$pypi_dir" -DCMAKE_BUILD_TYPE="$build_type" -DCMAKE_PREFIX_PATH="$torch_cmake" \
-  -DCUDAToolkit_ROOT="$cuda_root" -DTORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}" >/dev/null
+  -DCUDAToolkit_ROOT="$cuda_root" -DTORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}" "${cmake_args[@]}" >/dev/null
 cmake --build "$pypi_dir" -j "$(nproc)"

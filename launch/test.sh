@@ -7,6 +7,8 @@
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 status=0
+# Both builds must compile warnings-clean: the suite's builds turn warnings into errors.
+export GANTRY_CMAKE_ARGS="${GANTRY_CMAKE_ARGS:--DGANTRY_WERROR=ON}"
 for build in ${GANTRY_TEST_BUILDS:-debian pypi}; do
   case "$build" in
     debian) dir=${GANTRY_BUILD_DIR:-$here/build}; setup_args=() ;;
