@@ -13,6 +13,7 @@
 #include "dist/mpi_runtime.h"
 #include "loader/loader.h"
 #include "recipes.h"
+#include "train/device_setup.h"
 #include "train/run_state.h"
 #include "train/trainer.h"
 
@@ -135,6 +136,7 @@ int train_command(const Args& args, MpiRuntime& mpi) {
   torch::Device device = torch::kCPU;
   if (torch::cuda::is_available())
     device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(ctx.local_rank % torch::cuda::device_count()));
+  use_device(device);
   CommOptions comm_options;
   comm_options.device = device;
   comm_options.timeout_s = options.timeout_s;
