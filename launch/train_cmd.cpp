@@ -13,6 +13,7 @@
 #include "dist/mpi_runtime.h"
 #include "loader/loader.h"
 #include "recipes.h"
+#include "train/device_setup.h"
 #include "train/run_state.h"
 #include "train/trainer.h"
 
@@ -41,7 +42,10 @@ Schema full_schema() {
 }
 
 // A data stream of sharded images: its dataset (and held-out set), read by the loader from a position.
-StreamSource open_stream(const Config& config, const StreamSpec& spec, const DistContext& ctx, uint64_t seed) {
+// For a CUDA device every stream is read as uint8 into pinned memory: a quarter of the bytes cross to the
+// GPU, asynchronously, and images_to_float converts them there to the floats the CPU loader would give.
+StreamSource open_stream(const Config& config, const StreamSpec& spec, const DistContext& ctx, uint64_t seed,
+                         const torch::Device& device) {
   const std::string path_key = stream_path_key(spec.name), eval_key = stream_eval_path_key(spec.name);
   if (config.str(path_key).empty()) throw UsageError(path_key + ": required by recipe " + config.str("run.recipe"));
   auto train = data::ShardedDataset::open(config.str(path_key));
@@ -60,7 +64,9 @@ StreamSource open_stream(const Config& config, const StreamSpec& spec, const Dis
   lo.flip = config.flag("data.flip");
   lo.workers = static_cast<unsigned>(config.int64("data.workers"));
   lo.prefetch = static_cast<unsigned>(config.int64("data.prefetch"));
-  lo.output = spec.format == BatchFormat::kUint8 ? data::LoaderOutput::kUint8 : data::LoaderOutput::kFloat;
+  lo.output =
+      spec.format == BatchFormat::kUint8 || device.is_cuda() ? data::LoaderOutput::kUint8 : data::LoaderOutput::kFloat;
+  lo.pin_memory = device.is_cuda();
   StreamSource source;
   source.name = spec.name;
   source.shape = {m.channels, m.height, m.width, m.has_labels};
@@ -130,6 +136,7 @@ int train_command(const Args& args, MpiRuntime& mpi) {
   torch::Device device = torch::kCPU;
   if (torch::cuda::is_available())
     device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(ctx.local_rank % torch::cuda::device_count()));
+  use_device(device);
   CommOptions comm_options;
   comm_options.device = device;
   comm_options.timeout_s = options.timeout_s;
@@ -145,7 +152,7 @@ int train_command(const Args& args, MpiRuntime& mpi) {
       setup.streams.push_back({spec.name, synthetic->shape, synthetic->make_train, synthetic->make_eval});
       continue;
     }
-    setup.streams.push_back(open_stream(config, spec, ctx, stream_seed(options.seed, spec.name)));
+    setup.streams.push_back(open_stream(config, spec, ctx, stream_seed(options.seed, spec.name), device));
   }
   setup.make_recipe = info.create;
   setup.abort_job = [&mpi](int code) { mpi.abort(code); };

@@ -40,7 +40,7 @@ namespace {
 
 // (H, W, C) uint8 → (C, H, W) float in [-1, 1], optionally mirrored; one pass, vectorisable.
 void to_float_chw(const uint8_t* src, float* dst, int64_t h, int64_t w, int64_t c, bool flip) {
-  constexpr float kScale = 2.0f / 255.0f;
+  constexpr float kScale = kPixelScale;  // uint8_to_float (batch_source.h) gives the same floats on the GPU
   const int64_t plane = h * w;
   for (int64_t y = 0; y < h; ++y) {
     const uint8_t* row = src + y * w * c;
@@ -86,6 +86,7 @@ void flip_hwc(uint8_t* img, int64_t h, int64_t w, int64_t c) {
 }  // namespace
 
 torch::Tensor Loader::pooled(torch::IntArrayRef shape, torch::ScalarType type) const {
+  if (options_.pin_memory) return torch::empty(shape, torch::TensorOptions(type).pinned_memory(true));
   std::lock_guard<std::mutex> lock(pool_mutex_);
   // Free only when nothing outside the pool holds it: neither a handle to this tensor (handed-out
   // copies share its TensorImpl, so they show in t.use_count(), not in the storage's count) nor a
@@ -106,7 +107,8 @@ void Loader::assemble(const std::vector<int64_t>& indices, const std::vector<uin
   const int64_t bytes = h * w * c;
   const bool as_uint8 = options_.output == LoaderOutput::kUint8;
   out.images = as_uint8 ? pooled({b, h, w, c}, torch::kUInt8) : pooled({b, c, h, w}, torch::kFloat32);
-  if (m.has_labels) out.labels = torch::empty({b}, torch::kInt64);
+  if (m.has_labels)
+    out.labels = torch::empty({b}, torch::TensorOptions(torch::kInt64).pinned_memory(options_.pin_memory));
   std::vector<uint8_t> pixels(as_uint8 ? 0 : static_cast<size_t>(bytes));
   for (int64_t k = 0; k < b; ++k) {
     const int64_t idx = indices[static_cast<size_t>(k)];

@@ -35,6 +35,10 @@ struct LoaderOptions {
   unsigned prefetch = 4; // batches in flight
   DataPosition start;    // where to begin (resume)
   LoaderOutput output = LoaderOutput::kFloat;
+  // Page-locked images (CUDA runs: LibTorch needs CUDA for it), so the copy to the GPU is asynchronous.
+  // Pinned batches come from LibTorch's caching host allocator, which reuses a block once the copies
+  // recorded on it have completed; they are not pooled here (the pool cannot see when a copy ends).
+  bool pin_memory = false;
 };
 
 class Loader : public BatchSource {

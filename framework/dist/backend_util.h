@@ -18,6 +18,8 @@ DistContext context_of(MPI_Comm comm);  // rank/size in `comm`, local rank/size 
 
 // The MPI backend over a duplicate of `parent`.
 std::unique_ptr<Communicator> make_mpi_communicator(MPI_Comm parent, double timeout_s);
+// `inner` (an MPI communicator) for device tensors too, staged through host memory (staged_communicator.cpp).
+std::unique_ptr<Communicator> make_host_staged(std::unique_ptr<Communicator> inner);
 // The NCCL backend (nccl_communicator.cpp), or UsageError in a build without it (nccl_unavailable.cpp).
 std::unique_ptr<Communicator> make_nccl_communicator(const CommOptions& options);
 

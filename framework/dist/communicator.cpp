@@ -84,22 +84,16 @@ std::unique_ptr<Communicator> make_communicator(const std::string& backend, cons
     return dist_detail::make_nccl_communicator(options);
   }
   if (backend == "mpi") {
-    if (cuda)
-      throw UsageError(
-          at("dist.backend", "mpi moves CPU tensors but the device is " + options.device.str() + ": use nccl or auto"));
     if (!mpi_initialized()) throw std::logic_error("make_communicator(\"mpi\"): create a gantry::MpiRuntime first");
-    return dist_detail::make_mpi_communicator(MPI_COMM_WORLD, options.timeout_s);
+    auto mpi = dist_detail::make_mpi_communicator(MPI_COMM_WORLD, options.timeout_s);
+    return cuda ? dist_detail::make_host_staged(std::move(mpi)) : std::move(mpi);
   }
   if (backend == "auto") {
     const DistContext ctx = discover_context();
     if (ctx.world_size == 1) return make_world_of_one(ctx);
-    if (cuda) {
-      if (!nccl_built())
-        throw UsageError(at("dist.backend", "the model is on " + options.device.str() +
-                                                " but this build has no NCCL backend, and mpi moves CPU tensors only"));
-      return dist_detail::make_nccl_communicator(options);
-    }
-    return dist_detail::make_mpi_communicator(MPI_COMM_WORLD, options.timeout_s);
+    if (cuda && nccl_built()) return dist_detail::make_nccl_communicator(options);
+    auto mpi = dist_detail::make_mpi_communicator(MPI_COMM_WORLD, options.timeout_s);
+    return cuda ? dist_detail::make_host_staged(std::move(mpi)) : std::move(mpi);
   }
   throw UsageError(at("dist.backend", "unknown backend '" + backend + "' (choose auto, mpi or nccl)"));
 }

@@ -106,8 +106,9 @@ struct CommOptions {
 
 // backend: "auto" | "mpi" | "nccl" (the value of dist.backend). "auto" is world-of-one when MPI is not
 // initialised or the world has one rank, else NCCL for a CUDA device when built with it, else MPI.
-// Unknown names, "nccl" in a build without NCCL or on a CPU device, and "mpi" with a CUDA device throw
-// UsageError("dist.backend: ..."). "mpi" needs a live MpiRuntime.
+// MPI on a CUDA device stages each collective through host memory (one host synchronisation per
+// bucket; staged_communicator.cpp). Unknown names and "nccl" in a build without NCCL or on a CPU device
+// throw UsageError("dist.backend: ..."). "mpi" needs a live MpiRuntime.
 std::unique_ptr<Communicator> make_communicator(const std::string& backend, const CommOptions& options = {});
 
 // The world-of-one backend directly (unit tests, tools).

@@ -1,12 +1,11 @@
 // The NCCL backend: CUDA tensors, collectives on the backend's own stream, ordered after the caller's
-// compute stream with events (no host synchronisation); Work::wait() orders the caller's current
-// stream after the collective. MPI does the rest: the unique-id broadcast at start-up, the control
+// compute stream with events (no host synchronisation; dist/stream_order.h); Work::wait() orders the
+// caller's current stream after the collective. MPI does the rest: the unique-id broadcast at start-up, the control
 // plane (barrier, agreements) and CPU tensors go through an inner MPI communicator, and a Watchdog
 // on its own channel ("nccl") turns a collective that never completes into exit 6 with one line
 // naming the ranks that never issued it or no longer answer: a collective counts as open from its
 // launch until the CUDA event recorded after it has completed (queried by the poller thread). Built
 // only when CMake sets GANTRY_HAVE_NCCL.
-#include <ATen/cuda/CUDAEvent.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -26,6 +25,7 @@
 #include <thread>
 
 #include "dist/backend_util.h"
+#include "dist/stream_order.h"
 #include "dist/watchdog.h"
 
 namespace gantry {
@@ -59,15 +59,15 @@ ncclDataType_t nccl_type(torch::ScalarType type) {
 
 class NcclWork final : public Work {
  public:
-  NcclWork(std::shared_ptr<at::cuda::CUDAEvent> done, c10::DeviceIndex device, std::function<void()> check_errors)
+  NcclWork(std::shared_ptr<StreamEvent<>> done, c10::DeviceIndex device, std::function<void()> check_errors)
       : done_(std::move(done)), device_(device), check_errors_(std::move(check_errors)) {}
   void wait() override {
     check_errors_();
-    done_->block(c10::cuda::getCurrentCUDAStream(device_));
+    wait_for(*done_, c10::cuda::getCurrentCUDAStream(device_));
   }
 
  private:
-  std::shared_ptr<at::cuda::CUDAEvent> done_;
+  std::shared_ptr<StreamEvent<>> done_;
   c10::DeviceIndex device_;
   std::function<void()> check_errors_;
 };
@@ -161,7 +161,7 @@ class NcclCommunicator final : public Communicator {
  private:
   struct Pending {
     int64_t seq;
-    std::shared_ptr<at::cuda::CUDAEvent> done;
+    std::shared_ptr<StreamEvent<>> done;
   };
 
   void check_device(const torch::Tensor& t, const char* op) const {
@@ -177,15 +177,12 @@ class NcclCommunicator final : public Communicator {
     const int64_t seq = next_seq_++;
     monitor_->start(seq, kind, static_cast<int64_t>(tensors.front().nbytes()));
     c10::cuda::CUDAGuard guard(device_);
-    at::cuda::CUDAEvent inputs_ready;
-    inputs_ready.record(c10::cuda::getCurrentCUDAStream(device_));
-    inputs_ready.block(stream_);
-    enqueue(stream_.stream());
-    // The caching allocator must not reuse these blocks on another stream before the collective ends.
-    for (const auto& t : tensors)
-      if (t.numel() > 0) c10::cuda::CUDACachingAllocator::recordStream(t.storage().data_ptr(), stream_);
-    auto done = std::make_shared<at::cuda::CUDAEvent>();
-    done->record(stream_);
+    auto done = enqueue_after(c10::cuda::getCurrentCUDAStream(device_), stream_, [&] {
+      enqueue(stream_.stream());
+      // The caching allocator must not reuse these blocks on another stream before the collective ends.
+      for (const auto& t : tensors)
+        if (t.numel() > 0) c10::cuda::CUDACachingAllocator::recordStream(t.storage().data_ptr(), stream_);
+    });
     {
       std::lock_guard<std::mutex> pending_lock(pending_mutex_);
       pending_.push_back({seq, done});

@@ -24,16 +24,25 @@ struct Batch {
   DataPosition position;  // of this batch's first sample
 };
 
+// Pixel values: uint8 v becomes v * kPixelScale - 1 in float32 (two roundings: the multiply, then the
+// subtraction), in [-1, 1]. The loader's float output and uint8_to_float use this one constant.
+inline constexpr float kPixelScale = 2.0f / 255.0f;
+
+// (B, H, W, C) uint8 → (B, C, H, W) float32 in [-1, 1], on the tensor's own device (the GPU for a CUDA
+// run): bit-identical to the loader's float output for the same images, on every device (a multiply
+// kernel, then a subtraction kernel: no fused multiply-add), and no host synchronisation.
+inline torch::Tensor uint8_to_float(const torch::Tensor& hwc) {
+  torch::Tensor chw =
+      torch::empty({hwc.size(0), hwc.size(3), hwc.size(1), hwc.size(2)}, hwc.options().dtype(torch::kFloat32));
+  chw.copy_(hwc.permute({0, 3, 1, 2}));
+  return chw.mul_(static_cast<double>(kPixelScale)).sub_(1.0);
+}
+
 // Model input from a batch's images on `device`: float (B, C, H, W) passes through; uint8 (B, H, W, C)
-// is moved first (4x fewer bytes) and converted there to float in [-1, 1].
+// is moved first (4x fewer bytes; a non-blocking copy when the loader pinned it) and converted there.
 inline torch::Tensor images_to_float(const torch::Tensor& images, const torch::Device& device) {
   if (images.scalar_type() != torch::kUInt8) return images.to(device);
-  return images.to(device, /*non_blocking=*/true)
-      .permute({0, 3, 1, 2})
-      .to(torch::kFloat32)
-      .mul_(2.0 / 255.0)
-      .sub_(1.0)
-      .contiguous();
+  return uint8_to_float(images.to(device, /*non_blocking=*/true));
 }
 
 // A 64-bit key mixed from (run seed, stream, a, b) (splitmix64 finaliser at each step): every

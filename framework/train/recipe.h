@@ -38,8 +38,10 @@ struct DataShape {
 // A data stream a recipe reads. The stream "train" reads data.path (held out: data.eval_path); any other
 // name N reads data.N_path (data.N_eval_path). Each has its own seeded permutation and its own position
 // in the checkpoint, and resumes exactly on any world size.
+// On a CUDA device every stream arrives as uint8 (moved to the GPU and converted there): a recipe passes
+// Batch::images through images_to_float, which gives the kFloat tensor on either device.
 enum class BatchFormat {
-  kFloat,  // (B, C, H, W) float32 in [-1, 1]
+  kFloat,  // (B, C, H, W) float32 in [-1, 1] (CPU runs; CUDA runs read uint8, see above)
   kUint8,  // (B, H, W, C) uint8 as stored (a likelihood over pixel values; GPU runs convert on the device)
 };
 struct StreamSpec {

@@ -36,6 +36,11 @@ void set_rng_state(const torch::Device& device, const torch::Tensor& state) {
   std::lock_guard<std::mutex> lock(gen.mutex());
   gen.set_state(state);
 }
+void seed_generator(const torch::Device& device, uint64_t seed) {
+  auto gen = default_generator(device);
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  gen.set_current_seed(seed);
+}
 
 // Every network's floating-point buffers (BatchNorm running statistics) as one float64 vector: this
 // rank's own values, which training keeps local (exact round trip for float32 / float16 buffers).
@@ -169,13 +174,23 @@ void restore_checkpoint(Communicator& comm, Recipe& recipe, const ResumePoint& f
   for (const auto& [name, opt] : recipe.optimizers()) load_from_file(*opt, (dir / (name + ".optim.pt")).string());
 
   const torch::Tensor states = load_tensor((dir / "rng.pt").string());
+  const uint64_t fresh =
+      rng_seed(seed, RngStream::kTrain, static_cast<uint64_t>(rank), static_cast<uint64_t>(from.meta.step));
   if (same_world && states.size(0) == world) {
     set_rng_state(torch::kCPU, states[rank].clone());
-    if (device.is_cuda() && fs::exists(dir / "rng_device.pt"))
-      set_rng_state(device, load_tensor((dir / "rng_device.pt").string())[rank].clone());
-  } else {  // another world size: fresh per-rank streams, keyed by the step
-    torch::manual_seed(
-        rng_seed(seed, RngStream::kTrain, static_cast<uint64_t>(rank), static_cast<uint64_t>(from.meta.step)));
+    // The device generator: its saved state when the checkpoint comes from a run on this kind of device,
+    // else (a CPU checkpoint resumed on a GPU) a fresh stream keyed by the step, as for another world
+    // size. A GPU checkpoint resumed on the CPU leaves rng_device.pt unread.
+    if (device.is_cuda()) {
+      const torch::Tensor device_states =
+          fs::exists(dir / "rng_device.pt") ? load_tensor((dir / "rng_device.pt").string()) : torch::Tensor();
+      if (device_states.defined() && device_states.dim() == 2 && device_states.size(0) == world)
+        set_rng_state(device, device_states[rank].clone());
+      else
+        seed_generator(device, fresh);
+    }
+  } else {  // another world size: fresh per-rank streams (CPU and device), keyed by the step
+    torch::manual_seed(fresh);
   }
 
   RecipeState state;

@@ -1,10 +1,22 @@
 #include "train/step_context.h"
 
-#include <torch/nn/utils/clip_grad.h>
+#include <torch/torch.h>
 
 #include "core/errors.h"
 
 namespace gantry {
+
+void clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm) {
+  std::vector<torch::Tensor> grads, norms;
+  for (const auto& p : params)
+    if (p.grad().defined()) grads.push_back(p.grad());
+  if (grads.empty()) return;
+  for (const auto& g : grads) norms.push_back(g.norm(2));
+  const torch::Tensor total = norms.size() == 1 ? norms.front() : torch::stack(norms).norm(2);
+  const torch::Tensor coef = torch::clamp(max_norm / (total + 1e-6), c10::nullopt, 1.0);
+  torch::NoGradGuard no_grad;
+  for (auto& g : grads) g.mul_(coef);
+}
 
 StepContext::StepContext(GradSync& sync, StepOptions options) : sync_(sync), options_(options) {
   if (options_.micro_batches < 1) throw UsageError("train.micro_batches: must be at least 1");
@@ -59,7 +71,7 @@ Losses StepContext::update_with_backward(const std::string& group,
       std::vector<torch::Tensor> params;
       for (auto& g : opt->param_groups())
         for (auto& p : g.params()) params.push_back(p);
-      torch::nn::utils::clip_grad_norm_(params, options_.clip_grad_norm);
+      clip_grad_norm(params, options_.clip_grad_norm);
     }
   for (auto* opt : optimizers) opt->step();
   return sums;

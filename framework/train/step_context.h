@@ -35,6 +35,11 @@ struct StepOptions {
   double clip_grad_norm = 0;  // train.clip_grad_norm (0: off)
 };
 
+// Scales the gradients of `params` so their global L2 norm is at most `max_norm`: the same arithmetic as
+// torch::nn::utils::clip_grad_norm_ (norm 2, coefficient clamped to 1), which however returns the norm
+// as a double and so waits for the device every step; this one leaves everything on the device.
+void clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm);
+
 class StepContext {
  public:
   StepContext(GradSync& sync, StepOptions options);

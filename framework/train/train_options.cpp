@@ -24,6 +24,9 @@ void add_common_keys(Schema& s, const std::vector<std::string>& recipes) {
       .add_int("train.keep_every", 0, "... plus every checkpoint at a multiple of N steps (0: none)", 0)
       .add_int("train.micro_batches", 1, "split each rank's batch into N micro-batches (gradient accumulation)", 1)
       .add_real("train.clip_grad_norm", 0, "clip gradients to this global L2 norm after the reduction (0: off)", 0)
+      .add_bool("train.deterministic", false,
+                "deterministic kernels only, cuDNN autotuning off (a resume repeats a run bit for bit; slower); "
+                "false: cuDNN autotuning on for CUDA runs")
       .add_int("train.threads", 0, "LibTorch intra-op threads per rank (0: cores / ranks on the node)", 0)
       .add_string("dist.backend", "auto", "gradient reduction backend", {"auto", "mpi", "nccl"})
       .add_real("dist.bucket_mb", 25, "gradient bucket size, MiB", 0.001)
@@ -73,6 +76,7 @@ TrainOptions parse_train_options(const Config& c) {
   o.retention = {c.int64("train.keep_last"), c.int64("train.keep_every")};
   o.step = {c.int64("train.micro_batches"), c.real("train.clip_grad_norm")};
   o.threads = static_cast<int>(c.int64("train.threads"));
+  o.deterministic = c.flag("train.deterministic");
   o.backend = c.str("dist.backend");
   o.bucket_bytes = static_cast<int64_t>(c.real("dist.bucket_mb") * (1 << 20));
   o.first_bucket_bytes = static_cast<int64_t>(c.real("dist.first_bucket_mb") * (1 << 20));

@@ -48,8 +48,9 @@ struct TrainOptions {
   int64_t eval_batches = 0;  // 0: the whole held-out set
   Cadence cadence;
   Retention retention;
-  StepOptions step;  // micro-batches, clipping
-  int threads = 0;   // train.threads
+  StepOptions step;            // micro-batches, clipping
+  int threads = 0;             // train.threads
+  bool deterministic = false;  // train.deterministic (device_setup.h: kernel_settings)
   // dist.*
   std::string backend = "auto";  // auto | mpi | nccl (make_communicator checks it)
   int64_t bucket_bytes = int64_t{25} << 20, first_bucket_bytes = int64_t{1} << 20;

@@ -19,6 +19,7 @@
 #include "report/image.h"
 #include "report/metrics.h"
 #include "report/progress.h"
+#include "train/device_setup.h"
 #include "train/run_state.h"
 #include "train/schedule.h"
 #include "train/signals.h"
@@ -197,6 +198,7 @@ void Trainer::open_run_dir() {
 // and opens the data streams at their positions.
 void Trainer::start_or_resume() {
   resumed_ = decide_resume(comm_, s_.run_dir, s_.resume, o_.recipe);
+  apply_kernel_settings(kernel_settings(o_.deterministic, s_.device));
   torch::manual_seed(rng_seed(o_.seed, RngStream::kTrain, static_cast<uint64_t>(ctx_.rank)));
   sync_ = std::make_unique<GradSync>(comm_, o_.sync_options(s_.device.is_cuda()));
   step_context_ = std::make_unique<StepContext>(*sync_, o_.step);

@@ -113,7 +113,7 @@ class DcganRecipe : public Recipe {
   // independent of the number of ranks, and replayed exactly after a resume.
   torch::Tensor step_noise(const Batch& batch, int64_t local) const {
     auto gen = batch_generator(seed_, /*stream=*/0xDC6A4, batch.position);
-    return rank_rows(latent(local * world_, gen), rank_, world_).to(device_);
+    return rank_rows(latent(local * world_, gen), rank_, world_).to(device_, /*non_blocking=*/true);
   }
 
   static void copy_state(torch::nn::Module& from, torch::nn::Module& to) {

@@ -214,7 +214,7 @@ class FganRecipe : public Recipe {
   // Noise for the whole global batch from (seed, data position), sliced to this rank's rows.
   torch::Tensor step_noise(const Batch& batch, int64_t local) const {
     auto gen = batch_generator(seed_, /*stream=*/0xF6A2, batch.position);
-    return rank_rows(latent(local * world_, gen), rank_, world_).to(device_);
+    return rank_rows(latent(local * world_, gen), rank_, world_).to(device_, /*non_blocking=*/true);
   }
 
   static Losses report(const ObjectiveTerms& values) {

@@ -69,7 +69,7 @@ class VaeRecipe : public Recipe {
   torch::Tensor step_noise(const Batch& batch, int64_t local) const {
     auto gen = batch_generator(seed_, /*stream=*/0x5AE, batch.position);
     return rank_rows(at::randn({local * world_, model_->options().latent}, gen, torch::kFloat32), rank_, world_)
-        .to(device_);
+        .to(device_, /*non_blocking=*/true);
   }
 
   torch::Tensor latent_noise(int64_t n, at::Generator& gen) const {

@@ -363,6 +363,53 @@ TEST(IdxRoundTrip, HorizontalFlipMirrorsColumnsDeterministically) {
   }
 }
 
+// Loader options for a float loader and its uint8 twin (same batches, same flips).
+std::pair<LoaderOptions, LoaderOptions> float_and_uint8(int64_t batch, unsigned workers, uint64_t seed, bool flip) {
+  LoaderOptions f;
+  f.global_batch = batch;
+  f.workers = workers;
+  f.seed = seed;
+  f.flip = flip;
+  LoaderOptions u = f;
+  u.output = data::LoaderOutput::kUint8;
+  return {f, u};
+}
+
+// uint8_to_float (what a CUDA run applies on the GPU) gives exactly the float loader's values, bit for
+// bit, for (nearly) every byte value, for the loader's 1- and 3-channel conversion paths, flipped or not.
+TEST(IdxRoundTrip, Uint8ToFloatIsBitIdenticalToTheFloatLoader) {
+  for (int channels : {1, 3}) {
+    ScratchDir dir("uint8_bits_" + std::to_string(channels));
+    // 16x16 random bytes: a batch of 8 holds 2048 values per channel.
+    auto src = data::make_synthetic_source(16, 16, channels, 11);
+    data::run_conversion(*src, options(dir / "out", 16));
+    auto ds = ShardedDataset::open(dir / "out");
+    for (bool flip : {false, true}) {
+      const auto [f, u] = float_and_uint8(8, 0, 3, flip);
+      Loader bytes_loader(ds, u), float_loader(ds, f);
+      std::set<int> values;
+      for (int step = 0; step < 2; ++step) {
+        Batch b = bytes_loader.next();
+        Batch fb = float_loader.next();
+        torch::Tensor converted = uint8_to_float(b.images);
+        ASSERT_EQ(converted.sizes(), fb.images.sizes());
+        ASSERT_EQ(converted.scalar_type(), torch::kFloat32);
+        EXPECT_TRUE(converted.is_contiguous());
+        EXPECT_TRUE(torch::equal(converted, fb.images))
+            << channels << " channels, flip " << flip << ", step " << step << ": max difference "
+            << (converted - fb.images).abs().max().item<float>();
+        auto bytes = b.images.contiguous();
+        for (int64_t i = 0; i < bytes.numel(); ++i) values.insert(bytes.data_ptr<uint8_t>()[i]);
+      }
+      EXPECT_GT(values.size(), 200u) << "the synthetic images should cover most byte values";
+    }
+  }
+  // The end points and the scale itself: 0 -> -1, 255 -> 1 (to the float nearest 255 * 2/255 - 1).
+  auto ends = uint8_to_float(torch::tensor({0, 255}, torch::kUInt8).reshape({1, 1, 2, 1}));
+  EXPECT_EQ(ends[0][0][0][0].item<float>(), -1.0f);
+  EXPECT_EQ(ends[0][0][0][1].item<float>(), 255.0f * kPixelScale - 1.0f);
+}
+
 // uint8 output: (B, H, W, C) as stored, flips mirror columns, images_to_float gives the float batch.
 TEST(IdxRoundTrip, Uint8OutputIsTheStoredBytes) {
   ScratchDir dir("uint8");
@@ -370,21 +417,15 @@ TEST(IdxRoundTrip, Uint8OutputIsTheStoredBytes) {
   data::run_conversion(*src, options(dir / "out", 5));
   auto ds = ShardedDataset::open(dir / "out");
   for (bool flip : {false, true}) {
-    LoaderOptions o;
-    o.global_batch = 4;
-    o.workers = 2;
-    o.seed = 8;
-    o.flip = flip;
-    LoaderOptions f = o;
-    o.output = data::LoaderOutput::kUint8;
-    Loader bytes_loader(ds, o), float_loader(ds, f);
+    const auto [f, u] = float_and_uint8(4, 2, 8, flip);
+    Loader bytes_loader(ds, u), float_loader(ds, f);
     std::vector<uint8_t> hwc(static_cast<size_t>(ds->image_bytes()));
     for (int step = 0; step < 6; ++step) {
       Batch b = bytes_loader.next();
       Batch fb = float_loader.next();
       ASSERT_EQ(b.images.scalar_type(), torch::kUInt8);
       ASSERT_EQ(b.images.sizes(), (c10::IntArrayRef{4, 5, 5, 3}));
-      EXPECT_TRUE(torch::allclose(images_to_float(b.images, torch::kCPU), fb.images, 0, 1e-6)) << "step " << step;
+      EXPECT_TRUE(torch::equal(images_to_float(b.images, torch::kCPU), fb.images)) << "step " << step;
       EXPECT_TRUE(torch::equal(b.labels, fb.labels));
       auto acc = b.images.accessor<uint8_t, 4>();
       for (int64_t k = 0; k < 4; ++k) {

@@ -45,8 +45,8 @@ TEST(MakeCommunicator, BadChoicesAreUsageErrorsNamingTheKey) {
     }
   };
   expect_usage("gloo", torch::kCPU, "unknown backend 'gloo'");
-  expect_usage("mpi", torch::Device("cuda:0"), "mpi moves CPU tensors");
-  if (!nccl_built()) expect_usage("nccl", torch::kCPU, "no NCCL backend");
+  // (mpi on a CUDA device is allowed: it stages through host memory, tests/cuda/cuda_mpi_test.cpp.)
+  expect_usage("nccl", torch::kCPU, nccl_built() ? "nccl moves CUDA tensors but the device is cpu" : "no NCCL backend");
   CommOptions bad;
   bad.timeout_s = 0;
   EXPECT_THROW(make_communicator("auto", bad), UsageError);

@@ -18,6 +18,7 @@
 #include "core/errors.h"
 #include "core/fs.h"
 #include "support/testing.h"
+#include "train/device_setup.h"
 #include "train/run_state.h"
 #include "train/signals.h"
 
@@ -200,6 +201,83 @@ TEST(StepContext, ClipsEachOptimizersGradientsAfterTheReduction) {
   EXPECT_NEAR((flat(*b) - b0).norm().item<double>(), 0.25, 1e-5);
   EXPECT_EQ(out[0].first, "loss");
   EXPECT_FALSE(out[0].second.requires_grad());  // reported values are detached
+}
+
+// StepContext's clipping is torch::nn::utils::clip_grad_norm_'s arithmetic, bit for bit, without its
+// host synchronisation (it returns the norm as a double); gradients below the bound stay as they are.
+TEST(StepContext, ClippingEqualsLibTorchsBitForBit) {
+  for (double max_norm : {0.01, 0.5, 1e6}) {
+    torch::manual_seed(3);
+    std::vector<torch::Tensor> mine, theirs;
+    for (auto shape : {std::vector<int64_t>{7, 5}, {5}, {3, 2, 4}}) {
+      auto p = torch::randn(shape).requires_grad_();
+      p.mutable_grad() = torch::randn(shape) * 3;
+      auto q = p.detach().clone().requires_grad_();
+      q.mutable_grad() = p.grad().clone();
+      mine.push_back(p);
+      theirs.push_back(q);
+    }
+    mine.push_back(torch::zeros({2}).requires_grad_());  // no gradient: skipped by both
+    theirs.push_back(torch::zeros({2}).requires_grad_());
+    const auto before = mine[0].grad().clone();
+    clip_grad_norm(mine, max_norm);
+    torch::nn::utils::clip_grad_norm_(theirs, max_norm);
+    for (size_t i = 0; i + 1 < mine.size(); ++i)
+      EXPECT_TRUE(torch::equal(mine[i].grad(), theirs[i].grad())) << "max_norm " << max_norm << ", tensor " << i;
+    EXPECT_FALSE(mine.back().grad().defined());
+    if (max_norm == 1e6)
+      EXPECT_TRUE(torch::equal(mine[0].grad(), before));
+    else
+      EXPECT_FALSE(torch::equal(mine[0].grad(), before));
+  }
+}
+
+// train.deterministic: parsed into TrainOptions, mapped to LibTorch's settings (cuDNN autotuning only
+// for CUDA runs that are not deterministic), applied to the global context by the trainer.
+TEST_F(TrainerTest, DeterministicFlagIsParsedAndApplied) {
+  const KernelSettings saved = current_kernel_settings();
+  EXPECT_FALSE(parse_train_options(config({})).deterministic);
+  EXPECT_TRUE(parse_train_options(config({{"train.deterministic", "true"}})).deterministic);
+  EXPECT_EQ(kernel_settings(true, torch::kCPU), (KernelSettings{true, true, false}));
+  EXPECT_EQ(kernel_settings(true, torch::Device("cuda:1")), (KernelSettings{true, true, false}));
+  EXPECT_EQ(kernel_settings(false, torch::Device("cuda:0")), (KernelSettings{false, false, true}));
+  EXPECT_EQ(kernel_settings(false, torch::kCPU), (KernelSettings{false, false, false}));
+  for (const KernelSettings& s : {KernelSettings{true, true, false}, KernelSettings{false, false, true}}) {
+    apply_kernel_settings(s);
+    EXPECT_EQ(current_kernel_settings(), s);
+  }
+  // A run applies its setting before the first step, and a deterministic run trains as usual.
+  apply_kernel_settings({});
+  ASSERT_EQ(train(config({{"train.deterministic", "true"}, {"train.steps", "10"}}), "det"), 0);
+  EXPECT_EQ(current_kernel_settings(), (KernelSettings{true, true, false}));
+  ASSERT_EQ(train(config({{"train.steps", "10"}}), "nondet"), 0);
+  EXPECT_EQ(current_kernel_settings(), (KernelSettings{false, false, false}));  // a CPU run: no autotuning
+  apply_kernel_settings(saved);
+}
+
+// The CPU generator's state goes through a checkpoint on disk (rng.pt) and comes back on restore: the
+// numbers drawn after the restore are those the run drew after taking the snapshot. (The CUDA
+// generator's rng_device.pt takes the same path on a GPU: tests/cuda/cuda_train_test.cpp.)
+TEST_F(TrainerTest, RngStateRoundTripsThroughACheckpoint) {
+  const Config c = config({});
+  GradSync sync(*comm_);
+  StepContext step(sync, StepOptions{});
+  RecipeEnv env{c, {{kMainStream, DataShape{1, 2, 2, false}}}, torch::kCPU, *comm_, sync, step};
+  Observed observed;
+  ToyRecipe recipe(env, observed);
+  torch::manual_seed(1234);
+  torch::rand({5});  // somewhere in the stream
+  CheckpointMeta meta{7, {}, {{kMainStream, {}}, {"extra", {}}}, 1, "toy", c.to_ini()};
+  Snapshot snap = take_snapshot(*comm_, recipe, meta, torch::kCPU);
+  const torch::Tensor after_snapshot = torch::rand({16});
+  Checkpointer::persist(scratch_ / "rng", snap, Retention{});
+  torch::manual_seed(99);  // anything else
+  ASSERT_FALSE(torch::equal(torch::rand({16}), after_snapshot));
+  ResumePoint from = decide_resume(*comm_, scratch_ / "rng", "auto", "toy");
+  ASSERT_FALSE(from.dir.empty());
+  EXPECT_FALSE(fs::exists(fs::path(from.dir) / "rng_device.pt"));  // a CPU run has no device generator
+  restore_checkpoint(*comm_, recipe, from, torch::kCPU, 0);
+  EXPECT_TRUE(torch::equal(torch::rand({16}), after_snapshot));
 }
 
 TEST(RngStreams, KeyedSeedsDifferAcrossPurposesRanksAndSeeds) {
