@@ -24,6 +24,10 @@ void add_common_keys(Schema& s, const std::vector<std::string>& recipes) {
       .add_int("train.keep_every", 0, "... plus every checkpoint at a multiple of N steps (0: none)", 0)
       .add_int("train.micro_batches", 1, "split each rank's batch into N micro-batches (gradient accumulation)", 1)
       .add_real("train.clip_grad_norm", 0, "clip gradients to this global L2 norm after the reduction (0: off)", 0)
+      .add_string("train.precision", "fp32",
+                  "autocast around the forward passes: fp32 (off), bf16, fp16 (with dynamic loss scaling per "
+                  "update group); weights, gradients and optimizer state stay fp32",
+                  {"fp32", "bf16", "fp16"})
       .add_int("train.threads", 0, "LibTorch intra-op threads per rank (0: cores / ranks on the node)", 0)
       .add_string("dist.backend", "auto", "gradient reduction backend", {"auto", "mpi", "nccl"})
       .add_real("dist.bucket_mb", 25, "gradient bucket size, MiB", 0.001)
@@ -71,7 +75,7 @@ TrainOptions parse_train_options(const Config& c) {
   o.cadence = {c.int64("train.log_every"), c.int64("train.sample_every"), c.int64("train.eval_every"),
                c.int64("train.checkpoint_every")};
   o.retention = {c.int64("train.keep_last"), c.int64("train.keep_every")};
-  o.step = {c.int64("train.micro_batches"), c.real("train.clip_grad_norm")};
+  o.step = {c.int64("train.micro_batches"), c.real("train.clip_grad_norm"), parse_precision(c.str("train.precision"))};
   o.threads = static_cast<int>(c.int64("train.threads"));
   o.backend = c.str("dist.backend");
   o.bucket_bytes = static_cast<int64_t>(c.real("dist.bucket_mb") * (1 << 20));
