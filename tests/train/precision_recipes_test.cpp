@@ -46,20 +46,22 @@ class PrecisionRecipes : public ::testing::Test {
 
   // The first n images of a dataset as (n, C, H, W) floats in [-1, 1].
   static torch::Tensor images(const std::string& name, int64_t n) {
-    auto ds = ShardedDataset::open(data(name));
+    auto ds = gantry::data::ShardedDataset::open(data(name));
     const auto& m = ds->manifest();
     auto raw = torch::empty({n, m.height, m.width, m.channels}, torch::kUInt8);
     for (int64_t i = 0; i < n; ++i) ds->read_image(i, raw[i].data_ptr<uint8_t>());
     return images_to_float(raw, torch::kCPU);
   }
 
+  // gantry train with experiments/INI in run directory RUN, one thread, samples at the end only.
+  static std::string train_cmd(const std::string& ini, const std::string& run, const std::string& args) {
+    return kGantry + " train --config " + std::string(GANTRY_SOURCE_DIR) + "/experiments/" + ini + " --run-dir " +
+           run_dir(run) + " --train.threads 1 --train.sample_every 0 " + args;
+  }
   static std::string vae_cmd(const std::string& run, int64_t steps, const std::string& extra) {
-    return kGantry + " train --config " + std::string(GANTRY_SOURCE_DIR) + "/experiments/vae_fashion_mnist.ini" +
-           " --data.path " + data("fm") + " --data.eval_path '' --run-dir " + run_dir(run) + " --train.steps " +
-           std::to_string(steps) +
-           " --train.batch_size 32 --train.threads 1 --train.log_every 10 --train.checkpoint_every 30"
-           " --train.sample_every 0 " +
-           extra;
+    return train_cmd("vae_fashion_mnist.ini", run,
+                     "--data.path " + data("fm") + " --data.eval_path '' --train.steps " + std::to_string(steps) +
+                         " --train.batch_size 32 --train.log_every 10 --train.checkpoint_every 30 " + extra);
   }
   // Every logged training line of a run's metrics.jsonl.
   static std::vector<nlohmann::json> metrics(const std::string& run) {
@@ -70,6 +72,14 @@ class PrecisionRecipes : public ::testing::Test {
       if (j.contains("images_per_s")) out.push_back(j);
     }
     return out;
+  }
+  // Every number in a run's metrics is finite.
+  static void expect_finite(const std::string& run) {
+    const auto m = metrics(run);
+    ASSERT_FALSE(m.empty()) << run;
+    for (const auto& j : m)
+      for (const auto& [k, v] : j.items())
+        if (v.is_number_float()) EXPECT_TRUE(std::isfinite(v.get<double>())) << run << ": " << k;
   }
 
   static ScratchDir* scratch_;
@@ -90,8 +100,17 @@ std::pair<double, torch::Tensor> loss_and_gradient(torch::nn::Module& m, Precisi
   return {loss.item<double>(), torch::cat(g)};
 }
 
-double relative(const torch::Tensor& a, const torch::Tensor& b) {
-  return ((a - b).norm() / b.norm()).item<double>();
+// bf16 against fp32 for one loss: its relative difference below `loss_bound`, the gradient's relative
+// error below `gradient_bound` but not zero (the forward did run in bf16). Prints the measured values.
+void expect_bf16_close(const char* name, torch::nn::Module& m, const std::function<torch::Tensor()>& loss_of,
+                       double loss_bound, double gradient_bound) {
+  auto [l32, g32] = loss_and_gradient(m, Precision::kFp32, loss_of);
+  auto [l16, g16] = loss_and_gradient(m, Precision::kBf16, loss_of);
+  const double dl = std::abs(l16 - l32) / std::abs(l32), dg = ((g16 - g32).norm() / g32.norm()).item<double>();
+  std::printf("%s: loss %.6f (fp32) %.6f (bf16), rel. diff %.2e; gradient rel. error %.2e\n", name, l32, l16, dl, dg);
+  EXPECT_LT(dl, loss_bound) << name;
+  EXPECT_LT(dg, gradient_bound) << name;
+  EXPECT_GT(dg, 1e-5) << name;
 }
 
 // One step's loss and gradients in bf16 autocast against float32, on 128 Fashion-MNIST images.
@@ -108,14 +127,7 @@ TEST_F(PrecisionRecipes, Bf16FirstStepMatchesFp32WithinMeasuredBounds) {
     torch::manual_seed(1);
     vae::Vae model(vae::VaeOptions{});
     auto eps = torch::randn({128, 20});
-    auto loss = [&] { return model->elbo(x, model->forward(x, eps)).loss; };
-    auto [l32, g32] = loss_and_gradient(*model, Precision::kFp32, loss);
-    auto [l16, g16] = loss_and_gradient(*model, Precision::kBf16, loss);
-    const double dl = std::abs(l16 - l32) / std::abs(l32), dg = relative(g16, g32);
-    std::printf("vae: loss %.6f (fp32) %.6f (bf16), rel. diff %.2e; gradient rel. error %.2e\n", l32, l16, dl, dg);
-    EXPECT_LT(dl, 1e-2);
-    EXPECT_LT(dg, 5e-2);
-    EXPECT_GT(dg, 1e-5);  // the forward did run in bf16
+    expect_bf16_close("vae", *model, [&] { return model->elbo(x, model->forward(x, eps)).loss; }, 1e-2, 5e-2);
   }
   {
     auto x = images("fm32", 128);
@@ -134,13 +146,7 @@ TEST_F(PrecisionRecipes, Bf16FirstStepMatchesFp32WithinMeasuredBounds) {
       return F::binary_cross_entropy_with_logits(lr, torch::ones_like(lr)) +
              F::binary_cross_entropy_with_logits(lf, torch::zeros_like(lf));
     };
-    auto [l32, g32] = loss_and_gradient(*d, Precision::kFp32, loss);
-    auto [l16, g16] = loss_and_gradient(*d, Precision::kBf16, loss);
-    const double dl = std::abs(l16 - l32) / std::abs(l32), dg = relative(g16, g32);
-    std::printf("dcgan D: loss %.6f (fp32) %.6f (bf16), rel. diff %.2e; gradient rel. error %.2e\n", l32, l16, dl, dg);
-    EXPECT_LT(dl, 1e-2);
-    EXPECT_LT(dg, 1e-1);
-    EXPECT_GT(dg, 1e-5);
+    expect_bf16_close("dcgan discriminator", *d, loss, 1e-2, 1e-1);
   }
 }
 
@@ -193,31 +199,22 @@ TEST_F(PrecisionRecipes, Fp16OnTheCpuRunsWhereAutocastHasItAndIsRefusedWhereNot)
 // The GAN recipes honour bf16: DCGAN (BatchNorm, two players) and f-GAN's single step (gradient
 // reversal, its backward inside the recipe) train with finite losses.
 TEST_F(PrecisionRecipes, GansTrainInBf16) {
-  const std::string dcgan = kGantry + " train --config " + std::string(GANTRY_SOURCE_DIR) +
-                            "/experiments/dcgan_fashion_mnist.ini --data.path " + data("fm32") +
-                            " --train.steps 10 --train.batch_size 16 --train.threads 1 --train.log_every 5"
-                            " --train.checkpoint_every 10 --train.sample_every 0 --dcgan.g_width 8"
-                            " --dcgan.d_width 8 --train.precision bf16 --run-dir " +
-                            run_dir("dcgan");
-  auto d = run_command(dcgan);
+  auto d = run_command(train_cmd("dcgan_fashion_mnist.ini", "dcgan",
+                                 "--data.path " + data("fm32") +
+                                     " --train.steps 10 --train.batch_size 16 --train.log_every 5"
+                                     " --train.checkpoint_every 10 --dcgan.g_width 8 --dcgan.d_width 8"
+                                     " --train.precision bf16"));
   ASSERT_EQ(d.exit_code, 0) << d.output;
-  for (const auto& j : metrics("dcgan"))
-    for (const char* k : {"loss_d", "loss_g"}) EXPECT_TRUE(std::isfinite(j[k].get<double>())) << j.dump();
+  expect_finite("dcgan");
+  EXPECT_TRUE(metrics("dcgan").back().contains("loss_d"));
   EXPECT_TRUE(std::filesystem::exists(run_dir("dcgan") + "/samples/step-00000010.png"));  // sampling in fp32
 
-  const std::string fgan = kGantry + " train --config " + std::string(GANTRY_SOURCE_DIR) +
-                           "/experiments/fgan_gauss_mixture.ini --train.steps 40 --train.batch_size 128"
-                           " --train.threads 1 --train.log_every 20 --train.checkpoint_every 40"
-                           " --train.eval_every 0 --train.precision bf16 --run-dir " +
-                           run_dir("fgan");
-  auto f = run_command(fgan);
+  auto f = run_command(train_cmd("fgan_gauss_mixture.ini", "fgan",
+                                 "--train.steps 40 --train.batch_size 128 --train.log_every 20"
+                                 " --train.checkpoint_every 40 --train.eval_every 0 --train.precision bf16"));
   ASSERT_EQ(f.exit_code, 0) << f.output;
-  const auto m = metrics("fgan");
-  ASSERT_FALSE(m.empty());
-  for (const auto& j : m)
-    for (const auto& [k, v] : j.items())
-      if (v.is_number_float()) EXPECT_TRUE(std::isfinite(v.get<double>())) << k;
-  EXPECT_GT(std::abs(m.back()["mu"].get<double>()), 1e-3);  // the generator moved
+  expect_finite("fgan");
+  EXPECT_GT(std::abs(metrics("fgan").back()["mu"].get<double>()), 1e-3);  // the generator moved
 }
 
 }  // namespace
