@@ -1,11 +1,22 @@
 """The DCGAN training step in Python PyTorch — the same networks, init and optimizer as
-dcgan_step_bench.cpp (gantry's models/dcgan).  python3 dcgan_step.py RESOLUTION BATCH THREADS STEPS"""
-import sys, time
+dcgan_step_bench.cpp (gantry's models/dcgan).
+  python3 dcgan_step.py RESOLUTION BATCH THREADS STEPS [fp32|bf16] [contiguous|channels_last]
+The optional precision runs the forward passes under CPU autocast (loss and backward outside it, as
+gantry's StepContext does); the memory format applies to the weights and the real images."""
+import contextlib, sys, time
 import torch
 from torch import nn
 import torch.nn.functional as F
 
 res, batch, threads, steps = (int(a) for a in sys.argv[1:5])
+precision = sys.argv[5] if len(sys.argv) > 5 else "fp32"
+fmt = torch.channels_last if len(sys.argv) > 6 and sys.argv[6] == "channels_last" else torch.contiguous_format
+
+
+def forward():
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast("cpu", dtype=torch.bfloat16)
 torch.set_num_threads(threads)
 torch.manual_seed(0)
 k = 4 if res == 64 else 3
@@ -60,22 +71,25 @@ def init(m):
 
 g, d = G(), D()
 init(g); init(d)
+g, d = g.to(memory_format=fmt), d.to(memory_format=fmt)
 opt_g = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
 opt_d = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
-real = torch.rand(batch, 3, res, res) * 2 - 1
+real = (torch.rand(batch, 3, res, res) * 2 - 1).contiguous(memory_format=fmt)
 
 
 def step():
     z = torch.rand(batch, 100) * 2 - 1
     opt_d.zero_grad()
-    fake = g(z)
-    lr, lf = d(real), d(fake.detach())
+    with forward():
+        fake = g(z)
+        lr, lf = d(real), d(fake.detach())
     loss_d = F.binary_cross_entropy_with_logits(lr, torch.ones_like(lr)) + \
         F.binary_cross_entropy_with_logits(lf, torch.zeros_like(lf))
     loss_d.backward()
     opt_d.step()
     opt_g.zero_grad()
-    lg = d(fake)
+    with forward():
+        lg = d(fake)
     loss_g = F.binary_cross_entropy_with_logits(lg, torch.ones_like(lg))
     loss_g.backward()
     opt_g.step()
@@ -88,5 +102,5 @@ t0 = time.perf_counter()
 for _ in range(steps):
     step()
 s = time.perf_counter() - t0
-print(f"Python dcgan {res}x{res} batch {batch} threads {torch.get_num_threads()}: {1e3 * s / steps:.1f} ms/step, "
+print(f"Python dcgan {res}x{res} batch {batch} threads {torch.get_num_threads()} {precision} {sys.argv[6] if len(sys.argv) > 6 else 'contiguous'}: {1e3 * s / steps:.1f} ms/step, "
       f"{batch * steps / s:.1f} images/s")

@@ -59,4 +59,15 @@ inline void set_autocast_dtype(c10::DeviceType type, c10::ScalarType dtype) {
 #endif
 }
 
+// Whether autocast on a device type can run in `dtype` (kBFloat16 or kHalf). LibTorch 1.13's CPU autocast
+// supports bfloat16 only (it raises for float16); 2.x's supports both; CUDA autocast supports both.
+inline bool autocast_supports(c10::DeviceType type, c10::ScalarType dtype) {
+  if (dtype != c10::ScalarType::BFloat16 && dtype != c10::ScalarType::Half) return false;
+#if TORCH_VERSION_MAJOR >= 2
+  return type == c10::DeviceType::CPU || type == c10::DeviceType::CUDA;
+#else
+  return type == c10::DeviceType::CUDA || (type == c10::DeviceType::CPU && dtype == c10::ScalarType::BFloat16);
+#endif
+}
+
 }  // namespace gantry::compat

@@ -21,6 +21,7 @@ namespace {
 
 constexpr const char* kSharedPrefix = "state-";       // recipe state, one for the run
 constexpr const char* kLocalPrefix = "state_local-";  // recipe state, (world, ...) one row per rank
+constexpr const char* kScalerPrefix = "scaler-";      // fp16 loss scaler of an update group (LossScaler::state)
 
 // A default generator's state as a uint8 tensor, and back: the CPU's, or the training device's.
 at::Generator default_generator(const torch::Device& device) {
@@ -131,7 +132,8 @@ void with_averaged_buffers(Communicator& comm, Recipe& recipe, const std::functi
   fn();
 }
 
-Snapshot take_snapshot(Communicator& comm, Recipe& recipe, CheckpointMeta meta, const torch::Device& device) {
+Snapshot take_snapshot(Communicator& comm, Recipe& recipe, CheckpointMeta meta, const torch::Device& device,
+                       const StepContext* step) {
   const bool root = comm.rank() == 0;
   const Networks nets = recipe.networks();
   Snapshot snap;
@@ -147,6 +149,9 @@ Snapshot take_snapshot(Communicator& comm, Recipe& recipe, CheckpointMeta meta, 
   if (root)
     for (const auto& [name, t] : state.shared)
       snap.files.emplace_back(kSharedPrefix + name + ".pt", save_to_bytes(t.cpu()));
+  if (root && step)
+    for (const auto& [group, scaler] : step->scalers())
+      snap.files.emplace_back(kScalerPrefix + group + ".pt", save_to_bytes(scaler.state()));
   // Per-rank pieces are gathered into rank 0, which writes them: a checkpoint's cost, not a step's.
   for (const auto& [name, t] : state.per_rank) {
     torch::Tensor all = comm.all_gather(t.cpu().contiguous());
@@ -165,7 +170,7 @@ Snapshot take_snapshot(Communicator& comm, Recipe& recipe, CheckpointMeta meta, 
 }
 
 void restore_checkpoint(Communicator& comm, Recipe& recipe, const ResumePoint& from, const torch::Device& device,
-                        uint64_t seed) {
+                        uint64_t seed, StepContext* step) {
   const fs::path dir(from.dir);
   const int rank = comm.rank(), world = comm.world_size();
   const bool same_world = from.meta.world_size == world;
@@ -201,6 +206,13 @@ void restore_checkpoint(Communicator& comm, Recipe& recipe, const ResumePoint& f
       torch::Tensor all = load_tensor((dir / file).string());
       if (all.size(0) != world) throw CheckpointError(at((dir / file).string(), "does not hold one row per rank"));
       state.per_rank.emplace_back(strip(file, kLocalPrefix), all[rank].clone());
+    }
+    if (starts_with(file, kScalerPrefix) && step && step->precision() == Precision::kFp16) {
+      try {
+        step->scaler(strip(file, kScalerPrefix)).restore(load_tensor((dir / file).string()));
+      } catch (const std::invalid_argument& e) {
+        throw CheckpointError(at((dir / file).string(), e.what()));
+      }
     }
   }
   recipe.restore(state);

@@ -2,7 +2,8 @@
 // world-of-one communicator: the resume decision, the snapshot that becomes a checkpoint, the restore.
 // What a checkpoint holds: every network (BatchNorm statistics averaged over ranks) and optimizer, the
 // recipe's shared and per-rank state, every rank's CPU (and device) RNG state and own BatchNorm
-// statistics, and every data stream's position (ARCHITECTURE.md, "Run directory").
+// statistics, every data stream's position (ARCHITECTURE.md, "Run directory"), and with
+// train.precision = fp16 each update group's loss scaler (scaler-<group>.pt).
 #pragma once
 
 #include <torch/types.h>
@@ -15,6 +16,7 @@
 #include "checkpoint/checkpoint.h"
 #include "dist/communicator.h"
 #include "train/recipe.h"
+#include "train/step_context.h"
 
 namespace gantry {
 
@@ -45,13 +47,17 @@ ResumePoint decide_resume(Communicator& comm, const std::string& run_dir, const 
 
 // This rank's part of a checkpoint at `meta.step` (collective: every rank calls it; the returned
 // snapshot's files are complete on rank 0 only).
-Snapshot take_snapshot(Communicator& comm, Recipe& recipe, CheckpointMeta meta, const torch::Device& device);
+// `step` (optional): the step context whose loss scalers are saved.
+Snapshot take_snapshot(Communicator& comm, Recipe& recipe, CheckpointMeta meta, const torch::Device& device,
+                       const StepContext* step = nullptr);
 
 // Loads a checkpoint into the recipe: networks and optimizers (every rank reads them), RNG streams, own
 // BatchNorm statistics and per-rank recipe state when the world size is the one that wrote it, otherwise
 // fresh RNG streams keyed by (seed, rank, step). Then broadcasts rank 0's networks. Collective.
+// `step` (optional): an fp16 step context gets its loss scalers back (a checkpoint without them, written
+// by an fp32 or bf16 run, leaves fresh scalers; a non-fp16 run ignores them).
 void restore_checkpoint(Communicator& comm, Recipe& recipe, const ResumePoint& from, const torch::Device& device,
-                        uint64_t seed);
+                        uint64_t seed, StepContext* step = nullptr);
 
 // Every network's state broadcast from rank 0 (a fresh run's start). Collective.
 void broadcast_networks(Communicator& comm, Recipe& recipe);

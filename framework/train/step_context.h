@@ -11,6 +11,11 @@
 //
 // Recipes whose backward is not "loss.backward()" (f-GAN's single step, with a gradient reversal and two
 // roots) use update_with_backward and call backward on scale(root) themselves.
+//
+// train.precision (precision.h): each micro-batch's callback runs under autocast (bf16/fp16) until its
+// first scale() call, which ends the forward: the backward and anything after it run in float32. fp16
+// scales the roots by the group's LossScaler and skips the optimizer step when a reduced gradient is not
+// finite. Sampling and evaluation are not updates and run in float32.
 #pragma once
 
 #include <torch/optim/optimizer.h>
@@ -18,11 +23,13 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "dist/grad_sync.h"
+#include "train/precision.h"
 
 namespace gantry {
 
@@ -33,6 +40,7 @@ using Losses = std::vector<std::pair<std::string, torch::Tensor>>;
 struct StepOptions {
   int64_t micro_batches = 1;  // train.micro_batches
   double clip_grad_norm = 0;  // train.clip_grad_norm (0: off)
+  Precision precision = Precision::kFp32;  // train.precision
 };
 
 // Scales the gradients of `params` so their global L2 norm is at most `max_norm`: the same arithmetic as
@@ -42,7 +50,9 @@ void clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm);
 
 class StepContext {
  public:
-  StepContext(GradSync& sync, StepOptions options);
+  // `device`: where the recipe's networks run (the autocast device type); UsageError for a precision it
+  // cannot run.
+  StepContext(GradSync& sync, StepOptions options, c10::DeviceType device = c10::DeviceType::CPU);
 
   int64_t micro_batches() const { return options_.micro_batches; }
   // Micro-batch k's rows of a tensor that holds this rank's batch along dim 0 (the whole tensor when
@@ -62,9 +72,16 @@ class StepContext {
   Losses update_with_backward(const std::string& group, const std::vector<torch::optim::Optimizer*>& optimizers,
                               const std::function<Losses(int64_t k, const Scale& scale)>& backward);
 
+  Precision precision() const { return options_.precision; }
+  // fp16: the loss scaler of each group that has updated or been restored (empty for fp32 and bf16).
+  const std::map<std::string, LossScaler>& scalers() const { return scalers_; }
+  LossScaler& scaler(const std::string& group) { return scalers_[group]; }
+
  private:
   GradSync& sync_;
   StepOptions options_;
+  c10::DeviceType device_;
+  std::map<std::string, LossScaler> scalers_;
 };
 
 }  // namespace gantry

@@ -27,6 +27,10 @@ void add_common_keys(Schema& s, const std::vector<std::string>& recipes) {
       .add_bool("train.deterministic", false,
                 "deterministic kernels only, cuDNN autotuning off (a resume repeats a run bit for bit; slower); "
                 "false: cuDNN autotuning on for CUDA runs")
+      .add_string("train.precision", "fp32",
+                  "autocast around the forward passes: fp32 (off), bf16, fp16 (with dynamic loss scaling per "
+                  "update group); weights, gradients and optimizer state stay fp32",
+                  {"fp32", "bf16", "fp16"})
       .add_int("train.threads", 0, "LibTorch intra-op threads per rank (0: cores / ranks on the node)", 0)
       .add_string("dist.backend", "auto", "gradient reduction backend", {"auto", "mpi", "nccl"})
       .add_real("dist.bucket_mb", 25, "gradient bucket size, MiB", 0.001)
@@ -74,7 +78,7 @@ TrainOptions parse_train_options(const Config& c) {
   o.cadence = {c.int64("train.log_every"), c.int64("train.sample_every"), c.int64("train.eval_every"),
                c.int64("train.checkpoint_every")};
   o.retention = {c.int64("train.keep_last"), c.int64("train.keep_every")};
-  o.step = {c.int64("train.micro_batches"), c.real("train.clip_grad_norm")};
+  o.step = {c.int64("train.micro_batches"), c.real("train.clip_grad_norm"), parse_precision(c.str("train.precision"))};
   o.threads = static_cast<int>(c.int64("train.threads"));
   o.deterministic = c.flag("train.deterministic");
   o.backend = c.str("dist.backend");

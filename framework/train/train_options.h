@@ -48,7 +48,7 @@ struct TrainOptions {
   int64_t eval_batches = 0;  // 0: the whole held-out set
   Cadence cadence;
   Retention retention;
-  StepOptions step;            // micro-batches, clipping
+  StepOptions step;            // micro-batches, clipping, precision
   int threads = 0;             // train.threads
   bool deterministic = false;  // train.deterministic (device_setup.h: kernel_settings)
   // dist.*

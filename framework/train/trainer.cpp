@@ -201,7 +201,7 @@ void Trainer::start_or_resume() {
   apply_kernel_settings(kernel_settings(o_.deterministic, s_.device));
   torch::manual_seed(rng_seed(o_.seed, RngStream::kTrain, static_cast<uint64_t>(ctx_.rank)));
   sync_ = std::make_unique<GradSync>(comm_, o_.sync_options(s_.device.is_cuda()));
-  step_context_ = std::make_unique<StepContext>(*sync_, o_.step);
+  step_context_ = std::make_unique<StepContext>(*sync_, o_.step, s_.device.type());
   std::map<std::string, DataShape> shapes;
   for (const auto& st : s_.streams) shapes[st.name] = st.shape;
   recipe_ = s_.make_recipe(RecipeEnv{s_.config, shapes, s_.device, comm_, *sync_, *step_context_});
@@ -212,7 +212,7 @@ void Trainer::start_or_resume() {
   if (resumed_.dir.empty()) {
     broadcast_networks(comm_, *recipe_);
   } else {
-    restore_checkpoint(comm_, *recipe_, resumed_, s_.device, o_.seed);
+    restore_checkpoint(comm_, *recipe_, resumed_, s_.device, o_.seed, step_context_.get());
     step_ = resumed_.meta.step;
     note("resumed from " + resumed_.dir + " at step " + std::to_string(step_) + " (world size " +
          std::to_string(resumed_.meta.world_size) + " -> " + std::to_string(ctx_.world_size) + ")");
@@ -267,6 +267,10 @@ void Trainer::log_step(int64_t step) {
                         {"images_per_s", ips},
                         {"lr", base_lr_.empty() ? 0.0 : base_lr_[0][0] * lr_factor_}};
   for (const auto& [k, v] : avg) rec[k] = v;
+  for (const auto& [group, scaler] : step_context_->scalers()) {  // fp16: the same on every rank
+    rec["loss_scale_" + group] = scaler.scale_value();
+    rec["skipped_steps_" + group] = scaler.skipped();
+  }
   metrics_->write(rec);
   char rate[64];
   std::snprintf(rate, sizeof rate, "%.0f img/s", ips);
@@ -310,7 +314,7 @@ void Trainer::checkpoint(int64_t step) {
   const auto t0 = Clock::now();
   CheckpointMeta meta{step, sources_.front()->position(), {}, ctx_.world_size, o_.recipe, s_.config.to_ini()};
   for (size_t i = 0; i < sources_.size(); ++i) meta.streams[s_.streams[i].name] = sources_[i]->position();
-  Snapshot snap = take_snapshot(comm_, *recipe_, std::move(meta), s_.device);
+  Snapshot snap = take_snapshot(comm_, *recipe_, std::move(meta), s_.device, step_context_.get());
   const double waited = root_ ? checkpointer_->persist_async(std::move(snap)) : 0;
   const double stall = seconds_since(t0);
   stall_total_ += stall;

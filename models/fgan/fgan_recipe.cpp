@@ -41,6 +41,9 @@ class FganRecipe : public Recipe {
         z_dim_(model_ == "gaussian" ? 1 : env.config.int64("fgan.z_dim")) {
     const Config& c = env.config;
     build_networks(c);
+    // The divergence's activation and conjugate run in float32 on V's output, which an autocast forward
+    // (train.precision bf16/fp16) leaves in low precision; a no-op in fp32.
+    v_.forward = [f = v_.forward](const torch::Tensor& x) { return f(x).to(torch::kFloat32); };
     g_.module->to(device_);
     v_.module->to(device_);
     auto adam = [&](torch::nn::Module& m) {

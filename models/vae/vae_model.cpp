@@ -72,8 +72,10 @@ torch::Tensor VaeImpl::mean_image(const torch::Tensor& out) {
   return out.clamp(-1, 1);
 }
 
-ElboTerms VaeImpl::elbo(const torch::Tensor& x, const VaeOutput& out) const {
+ElboTerms VaeImpl::elbo(const torch::Tensor& x, const VaeOutput& low) const {
   const int64_t b = x.size(0);
+  // The loss in float32 from outputs an autocast forward may leave in bf16/fp16 (no-op in fp32).
+  const VaeOutput out{low.recon.to(torch::kFloat32), low.mu.to(torch::kFloat32), low.logvar.to(torch::kFloat32)};
   torch::Tensor nll;
   if (options_.likelihood == Likelihood::kBernoulli) {
     auto target = (x + 1) * 0.5;  // pixels in [0, 1]
