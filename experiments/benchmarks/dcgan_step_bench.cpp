@@ -1,8 +1,10 @@
 // The DCGAN training step in C++ (D on a real and a detached fake batch, D step; G with the
 // non-saturating loss, G step) with gantry's networks — timed next to dcgan_step.py, which does the same
 // step in Python PyTorch (dcgan_cpp_vs_python.sh on the CPU, launch/gpu_check.sh on a GPU).
-//   dcgan_step_bench RESOLUTION BATCH THREADS STEPS [cpu|cuda [fp32|bf16]]
-// bf16 is autocast around each forward and loss (backward outside), as torch.autocast does in Python.
+//   dcgan_step_bench RESOLUTION BATCH THREADS STEPS [fp32|bf16] [contiguous|channels_last] [cpu|cuda]
+// The optional words may come in any order (each names its setting). bf16 is autocast around the
+// forward passes (losses in fp32 and backward outside it, as gantry's StepContext does), entered and
+// left as torch.autocast does in Python; channels_last applies to the 4-D weights and the real images.
 // Time covers STEPS steps after warm-up (3 on the CPU, 10 on CUDA), the device synchronized at both
 // ends only; the losses are read and checked finite after the clock stops.
 #include <ATen/Parallel.h>
@@ -14,7 +16,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
+#include <string>
 
 #include "core/torch_compat.h"
 #include "dcgan/dcgan_model.h"
@@ -51,24 +53,41 @@ class AutocastRegion {
 };
 
 int usage() {
-  std::fprintf(stderr, "usage: dcgan_step_bench RESOLUTION BATCH THREADS STEPS [cpu|cuda [fp32|bf16]]\n");
+  std::fprintf(stderr,
+               "usage: dcgan_step_bench RESOLUTION BATCH THREADS STEPS [fp32|bf16] [contiguous|channels_last] "
+               "[cpu|cuda]\n");
   return 2;
+}
+
+// Module::to(memory_format) as Python has it: every 4-D parameter re-laid out in place.
+void to_memory_format(torch::nn::Module& m, c10::MemoryFormat format) {
+  torch::NoGradGuard no_grad;
+  for (auto& p : m.parameters())
+    if (p.dim() == 4) p.set_data(p.contiguous(format));
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 5 || argc > 7) return usage();
+  if (argc < 5 || argc > 8) return usage();
   gantry::dcgan::DcganOptions o;
   o.resolution = std::atoll(argv[1]);
   const int64_t batch = std::atoll(argv[2]), steps = std::atoll(argv[4]);
-  const char* device_name = argc > 5 ? argv[5] : "cpu";
-  const char* precision = argc > 6 ? argv[6] : "fp32";
-  const bool cuda = std::strcmp(device_name, "cuda") == 0;
-  const bool bf16 = std::strcmp(precision, "bf16") == 0;
-  if ((!cuda && std::strcmp(device_name, "cpu") != 0) || (!bf16 && std::strcmp(precision, "fp32") != 0) ||
-      batch < 1 || steps < 1)
-    return usage();
+  std::string precision = "fp32", format_name = "contiguous", device_name = "cpu";
+  for (int i = 5; i < argc; ++i) {
+    const std::string word = argv[i];
+    if (word == "fp32" || word == "bf16")
+      precision = word;
+    else if (word == "contiguous" || word == "channels_last")
+      format_name = word;
+    else if (word == "cpu" || word == "cuda")
+      device_name = word;
+    else
+      return usage();
+  }
+  if (batch < 1 || steps < 1) return usage();
+  const bool cuda = device_name == "cuda", bf16 = precision == "bf16";
+  const auto format = format_name == "channels_last" ? c10::MemoryFormat::ChannelsLast : c10::MemoryFormat::Contiguous;
   if (cuda && !torch::cuda::is_available()) {
     std::fprintf(stderr, "dcgan_step_bench: cuda asked for, but this LibTorch sees no GPU\n");
     return 77;
@@ -83,32 +102,38 @@ int main(int argc, char** argv) {
   gantry::dcgan::dcgan_init(*d);
   g->to(device);
   d->to(device);
+  to_memory_format(*g, format);
+  to_memory_format(*d, format);
   auto adam = [](torch::nn::Module& m) {
     return torch::optim::Adam(m.parameters(), torch::optim::AdamOptions(2e-4).betas({0.5, 0.999}));
   };
   auto opt_g = adam(*g), opt_d = adam(*d);
   const auto on = torch::TensorOptions().device(device);
-  auto real = torch::rand({batch, 3, o.resolution, o.resolution}, on) * 2 - 1;  // (B, 3, R, R)
+  auto real = (torch::rand({batch, 3, o.resolution, o.resolution}, on) * 2 - 1).contiguous(format);  // (B, 3, R, R)
   torch::Tensor loss_d, loss_g;
   auto step = [&] {
     auto z = torch::rand({batch, 100}, on) * 2 - 1;  // (B, z_dim)
     opt_d.zero_grad();
-    torch::Tensor fake;
+    torch::Tensor fake, lr, lf, lg;
     {
       AutocastRegion autocast(autocast_device, bf16);
       fake = g->forward(z);
-      auto lr = d->forward(real), lf = d->forward(fake.detach());
-      loss_d = F::binary_cross_entropy_with_logits(lr, torch::ones_like(lr)) +
-               F::binary_cross_entropy_with_logits(lf, torch::zeros_like(lf));
+      lr = d->forward(real);
+      lf = d->forward(fake.detach());
     }
+    lr = lr.to(torch::kFloat);
+    lf = lf.to(torch::kFloat);
+    loss_d = F::binary_cross_entropy_with_logits(lr, torch::ones_like(lr)) +
+             F::binary_cross_entropy_with_logits(lf, torch::zeros_like(lf));
     loss_d.backward();
     opt_d.step();
     opt_g.zero_grad();
     {
       AutocastRegion autocast(autocast_device, bf16);
-      auto lg = d->forward(fake);
-      loss_g = F::binary_cross_entropy_with_logits(lg, torch::ones_like(lg));
+      lg = d->forward(fake);
     }
+    lg = lg.to(torch::kFloat);
+    loss_g = F::binary_cross_entropy_with_logits(lg, torch::ones_like(lg));
     loss_g.backward();
     opt_g.step();
   };
@@ -126,9 +151,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "dcgan_step_bench: losses not finite (D %g, G %g)\n", ld, lg);
     return 1;
   }
-  std::printf("C++    dcgan %lldx%lld batch %lld %s %s threads %d: %.2f ms/step, %.1f images/s (loss D %.4f G %.4f)\n",
+  std::printf("C++    dcgan %lldx%lld batch %lld %s %s %s threads %d: %.2f ms/step, %.1f images/s (loss D %.4f G %.4f)\n",
               static_cast<long long>(o.resolution), static_cast<long long>(o.resolution), static_cast<long long>(batch),
-              device_name, precision, at::get_num_threads(), 1e3 * s / static_cast<double>(steps),
+              device_name.c_str(), precision.c_str(), format_name.c_str(), at::get_num_threads(), 1e3 * s / static_cast<double>(steps),
               static_cast<double>(batch * steps) / s, ld, lg);
   return 0;
 }
