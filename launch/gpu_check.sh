@@ -18,6 +18,10 @@
 #                       (default ${GANTRY_TORCH_PYTHON:-python3})
 #   --build-dir DIR     (default build-gpu/)     --prefix DIR   where the .debs go (default /tmp/gantry-deps)
 #   --budget S          seconds for the whole call (default 560); each stage gets at most what is left
+#   --skip-build        no configure/build: benchmark with the dcgan_step_bench already in --build-dir
+# Environment: GANTRY_GPU_CHECK_TARGETS (build only these targets; default all),
+#   GANTRY_GPU_CHECK_BUILD_S (the build's time limit, default 330), GANTRY_GPU_CHECK_FORMATS
+#   (memory layouts to benchmark, default contiguous; "contiguous channels_last" adds rows).
 # Every stage's result is printed and summarized at the end; a failed stage does not stop later stages
 # that can run without it (the PyTorch side and the matmul rate need no build). Exit status: 0 if every
 # stage passed, 1 otherwise.
@@ -29,7 +33,7 @@
 set -uo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 deps=$repo/.gpu_deps
-mode=run device=cuda quick=0 budget=560
+mode=run device=cuda quick=0 budget=560 skip_build=0
 formats=${GANTRY_GPU_CHECK_FORMATS:-contiguous}  # add channels_last for a row per layout
 python=${GANTRY_TORCH_PYTHON:-python3}
 build=$repo/build-gpu
@@ -43,12 +47,14 @@ while (($#)); do
     --build-dir) build=$2; shift ;;
     --prefix) prefix=$2; shift ;;
     --budget) budget=$2; shift ;;
+    --skip-build) skip_build=1 ;;
     -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "gpu_check.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
 [[ $device == cpu || $device == cuda ]] || { echo "gpu_check.sh: --device is cpu or cuda" >&2; exit 2; }
+sys_ld_path=${LD_LIBRARY_PATH:-}  # the machine's own, for Python (see py below)
 
 # ---------------------------------------------------------------------------------------------------
 # --pack (here): the -dev packages gantry builds with, plus every package whose shared library one of
@@ -130,7 +136,7 @@ stage() {
   fi
   echo "=== $name (limit ${limit}s)"
   t0=$(date +%s)
-  timeout --kill-after=10 "$limit" bash -c '"$@"' stage "$@"; rc=$?
+  timeout --kill-after=10 "$limit" bash -o pipefail -c '"$@"' stage "$@"; rc=$?
   local took=$(($(date +%s) - t0))
   if ((rc == 0)); then summary+=("$name: ok (${took}s)")
   elif ((rc == 124 || rc == 137)); then summary+=("$name: TIMED OUT after ${took}s")
@@ -200,11 +206,15 @@ configure() {
     -DHDF5_C_COMPILER_EXECUTABLE="$prefix/no-h5cc" -DHDF5_NO_FIND_PACKAGE_CONFIG_FILE=ON \
     -DPKG_CONFIG_EXECUTABLE="$(command -v pkg-config)" || return 1
   # Which copy of each dependency CMake took (the prefix, or the machine's own).
-  grep -E '^(Torch_DIR|Boost_DIR|GTest_DIR|nlohmann_json_DIR|HDF5_C_INCLUDE_DIR|HDF5_C_LIBRARY_hdf5|MPI_C_HEADER_DIR|MPI_mpi_LIBRARY|MPIEXEC_EXECUTABLE|ZLIB_INCLUDE_DIR|PNG_PNG_INCLUDE_DIR|JPEG_INCLUDE_DIR|NCCL_LIBRARY|PKG_CONFIG_EXECUTABLE)[:=]' "$build/CMakeCache.txt"
+  grep -E '^(Torch_DIR|Boost_DIR|GTest_DIR|nlohmann_json_DIR|HDF5_C_INCLUDE_DIR|HDF5_C_LIBRARY_hdf5|HDF5_hdf5_LIBRARY_RELEASE|MPI_C_HEADER_DIR|MPI_mpi_LIBRARY|MPIEXEC_EXECUTABLE|ZLIB_INCLUDE_DIR|PNG_PNG_INCLUDE_DIR|JPEG_INCLUDE_DIR|NCCL_LIBRARY|PKG_CONFIG_EXECUTABLE)[:=]' "$build/CMakeCache.txt"
   grep -E '^(WEBP|LMDB)_(INCLUDEDIR|LIBDIR|LINK_LIBRARIES):' "$build/CMakeCache.txt"
 }
 
-build_all() { cmake --build "$build" -j "$(nproc)"; }
+build_all() {
+  local targets=()
+  for t in ${GANTRY_GPU_CHECK_TARGETS:-}; do targets+=(--target "$t"); done
+  cmake --build "$build" -j "$(nproc)" "${targets[@]}"
+}
 build_bench() { cmake --build "$build" -j "$(nproc)" --target dcgan_step_bench; }
 
 # The runtime libraries of the two programs the check runs, and where they come from.
@@ -219,9 +229,25 @@ check_libs() {
   return $missing
 }
 
-# Two ranks through the relocated Open MPI (its launcher, plugins and help files from the prefix).
+# Two ranks through the relocated Open MPI (wrapper compiler, launcher, plugins and help files from the
+# prefix): a ten-line MPI program, then gantry doctor where gantry was built.
 mpi_doctor() {
-  mpiexec -n 2 "$build/gantry" doctor
+  cat >"$build/mpi_hello.c" <<'EOF'
+#include <mpi.h>
+#include <stdio.h>
+int main(int argc, char** argv) {
+  int rank, size, sum = 0, one = 1;
+  MPI_Init(&argc, &argv);
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  MPI_Allreduce(&one, &sum, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+  printf("rank %d of %d: allreduce %d\n", rank, size, sum);
+  MPI_Finalize();
+  return sum == size ? 0 : 1;
+}
+EOF
+  mpicc "$build/mpi_hello.c" -o "$build/mpi_hello" && mpiexec -n 2 "$build/mpi_hello" || return 1
+  [[ ! -x $build/gantry ]] || mpiexec -n 2 "$build/gantry" doctor
 }
 
 cuda_tests() {
@@ -250,7 +276,7 @@ for _ in range(reps):
 sync()
 s = (time.perf_counter() - t0) / reps
 assert torch.isfinite(c).all()
-print(f"matmul bf16 {n}^3 on {device}: {s * 1e3:.3f} ms, {2 * n ** 3 / s / 1e12:.3f} TFLOP/s")
+print(f"matmul bf16 {n}^3 on {device}: {s * 1e3:.3f} ms, {2 * n ** 3 / s / 1e12:.6f} TFLOP/s")
 EOF
   } >"$out/matmul.txt"
   local rc=$?
@@ -260,7 +286,7 @@ EOF
 
 # Alternating C++ and PyTorch runs per (batch, precision); each prints one line with images/s.
 benchmarks() {
-  local batches="128 512" steps=50 threads=1 b p f
+  local batches="128 512" steps=50 threads=1 b p f rc=0
   ((quick)) && batches="2 4" steps=2
   [[ $device == cpu ]] && threads=$(nproc)
   : >"$out/bench_lines.txt"
@@ -268,19 +294,20 @@ benchmarks() {
     for p in fp32 bf16; do
       for f in $formats; do
         if [[ -x $build/dcgan_step_bench ]]; then
-          "$build/dcgan_step_bench" 64 "$b" "$threads" "$steps" "$device" "$p" "$f" | tee -a "$out/bench_lines.txt"
-        else echo "C++    dcgan 64x64 batch $b $device $p $f not built" | tee -a "$out/bench_lines.txt"; fi
+          "$build/dcgan_step_bench" 64 "$b" "$threads" "$steps" "$device" "$p" "$f" | tee -a "$out/bench_lines.txt" || rc=1
+        else echo "C++    dcgan 64x64 batch $b $device $p $f not built" | tee -a "$out/bench_lines.txt"; rc=1; fi
         py "$repo/experiments/benchmarks/dcgan_step.py" 64 "$b" "$threads" "$steps" "$device" "$p" "$f" |
-          tee -a "$out/bench_lines.txt"
+          tee -a "$out/bench_lines.txt" || rc=1
       done
     done
   done
+  return $rc
 }
 
 # One markdown table from bench_lines.txt and the matmul line.
 write_table() {
   local gflop rate
-  gflop=$(py "$repo/experiments/benchmarks/dcgan_flops.py" 64 | sed -E 's/.*\(([0-9.]+) GFLOP\).*/\1/')
+  gflop=$({ py "$repo/experiments/benchmarks/dcgan_flops.py" 64 || python3 "$repo/experiments/benchmarks/dcgan_flops.py" 64; } | sed -E 's/.*\(([0-9.]+) GFLOP\).*/\1/')
   rate=$(sed -nE 's/^matmul bf16 .*: ([0-9.]+) TFLOP\/s$/\1/p' "$out/matmul.txt" 2>/dev/null | tail -n 1)
   {
     echo "## DCGAN 64x64 on $device: gantry C++ vs PyTorch eager ($(date -u '+%F'))"
@@ -294,7 +321,7 @@ write_table() {
     awk -v gflop="$gflop" -v rate="${rate:-0}" '
       function ips(line) { if (match(line, /[0-9.]+ images\/s/)) return substr(line, RSTART, RLENGTH - 9) + 0; return 0 }
       function mfu(x) { return rate > 0 && x > 0 ? sprintf("%.1f%%", 100 * x * gflop / 1000 / rate) : "n/a" }
-      function fmt(x) { return x > 0 ? sprintf("%.0f", x) : "failed" }
+      function fmt(x) { return x > 0 ? sprintf("%.1f", x) : "failed" }
       { split($0, w, " "); }
       /^(C\+\+|Python) +dcgan / { key = w[5] " " w[7] (w[8] == "contiguous" ? "" : " " w[8]); if (!(key in seen)) { seen[key] = 1; order[++n] = key } }
       /^C\+\+ +dcgan / { c[key] = ips($0) }
@@ -311,17 +338,18 @@ write_table() {
 echo "gantry GPU check: device $device, quick $quick, build $build, prefix $prefix, budget ${budget}s"
 machine_line=$(machine 2>&1 | paste -sd ';' | sed 's/;/; /g')
 echo "$machine_line"
-sys_ld_path=${LD_LIBRARY_PATH:-}
 export repo deps prefix build out python device quick formats sys_ld_path
 export -f py mpi_doctor unpack_deps configure build_all build_bench check_libs cuda_tests matmul_rate benchmarks
-stage "unpack dependencies" 90 unpack_deps && use_deps
-stage "configure" 120 configure && configured=1 || configured=0
-built=0
+configured=0 built=0
+if ((!skip_build)); then
+  stage "unpack dependencies" 90 unpack_deps && use_deps
+  stage "configure" 120 configure && configured=1
+fi
 if ((configured)); then
   stage "build" "${GANTRY_GPU_CHECK_BUILD_S:-330}" build_all && built=1
   ((built)) || stage "build dcgan_step_bench alone" 120 build_bench
   stage "runtime libraries" 20 check_libs
-  ((built)) && stage "Open MPI from the prefix: mpiexec -n 2 gantry doctor" 60 mpi_doctor
+  stage "Open MPI from the prefix: mpicc, mpiexec -n 2 (+ gantry doctor)" 90 mpi_doctor
 fi
 if ((built && !quick)) && [[ $device == cuda ]]; then
   stage "CUDA tests (ctest -L cuda)" 150 cuda_tests
