@@ -184,7 +184,7 @@ use_deps() {
   export PKG_CONFIG_PATH=$arch/pkgconfig:$prefix/usr/share/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}
   # Open MPI relocated: its wrappers, plugins (mca_*.so) and help files come from the prefix; PMIx too.
   export OPAL_PREFIX=$prefix/usr
-  export PMIX_INSTALL_PREFIX=$prefix/usr
+  export PMIX_INSTALL_PREFIX=$arch/pmix2  # Debian's PMIx lives in its own prefix
   export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
   # One node, no ssh there: the launcher's remote agent is never started, but it must exist.
   export OMPI_MCA_plm_rsh_agent=${OMPI_MCA_plm_rsh_agent:-/bin/false}
