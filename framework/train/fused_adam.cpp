@@ -220,18 +220,22 @@ torch::Tensor FusedAdam::step(LossClosure closure) {
 }
 
 void FusedAdam::save(torch::serialize::OutputArchive& archive) const {
-  // torch::optim::Adam's archive, byte for byte: a plain Adam over the same groups holding contiguous
-  // copies of the state (the views would otherwise drag their flat buffers into the file).
+  // torch::optim::Adam's archive: a plain Adam over the same groups holding contiguous copies of the
+  // state writes it (views would otherwise write their whole flat buffers).
   torch::optim::Adam plain(param_groups_, static_cast<const AdamOptions&>(*defaults_));
-  for (const auto& [key, value] : state_) {
-    const auto& st = static_cast<const AdamParamState&>(*value);
-    auto copy = std::make_unique<AdamParamState>();
-    copy->step(st.step());
-    if (st.exp_avg().defined()) copy->exp_avg(st.exp_avg().clone());
-    if (st.exp_avg_sq().defined()) copy->exp_avg_sq(st.exp_avg_sq().clone());
-    if (st.max_exp_avg_sq().defined()) copy->max_exp_avg_sq(st.max_exp_avg_sq().clone());
-    plain.state()[key] = std::move(copy);
-  }
+  for (const auto& group : param_groups_)  // in parameter order, as Adam's own step inserts them
+    for (const auto& p : group.params()) {
+      const auto key = compat::optim_state_key(p);
+      auto it = state_.find(key);
+      if (it == state_.end()) continue;
+      const auto& st = static_cast<const AdamParamState&>(*it->second);
+      auto copy = std::make_unique<AdamParamState>();
+      copy->step(st.step());
+      if (st.exp_avg().defined()) copy->exp_avg(st.exp_avg().clone());
+      if (st.exp_avg_sq().defined()) copy->exp_avg_sq(st.exp_avg_sq().clone());
+      if (st.max_exp_avg_sq().defined()) copy->max_exp_avg_sq(st.max_exp_avg_sq().clone());
+      plain.state()[key] = std::move(copy);
+    }
   plain.save(archive);
 }
 

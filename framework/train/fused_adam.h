@@ -13,7 +13,8 @@
 // A step falls back to torch::optim::Adam::step() (exact, per parameter) when some parameter has no
 // gradient, parameters differ in dtype or device, or their Adam step counts differ; a parameter moved
 // elsewhere (a checkpoint load replaces its storage) is noticed and the layout rebuilt.
-// save() writes exactly torch::optim::Adam's archive (contiguous copies of the state); load() reads one.
+// save() writes torch::optim::Adam's archive (through a plain Adam holding contiguous copies of the
+// state), which either optimizer loads; load() reads one.
 #pragma once
 
 #include <torch/optim/adam.h>

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "checkpoint/checkpoint.h"
+#include "core/torch_compat.h"
 #include "dist/communicator.h"
 #include "dist/grad_sync.h"
 #include "train/fused_adam.h"
@@ -166,7 +167,7 @@ void load_bytes(torch::optim::Optimizer& opt, const std::string& bytes) {
 }
 
 // Ten steps, a checkpoint, ten more: the run that switched optimizer at the checkpoint matches the one
-// that did not (both directions), and FusedAdam's archive is the one a plain Adam writes for that state.
+// that did not (both directions), and a plain Adam reads FusedAdam's state from its archive exactly.
 TEST(FusedAdam, CheckpointsLoadIntoPlainAdamAndBack) {
   const auto options = AdamOptions(1e-3).betas({0.5, 0.999}).weight_decay(1e-3);
   auto train = [](torch::nn::Sequential& net, torch::optim::Optimizer& opt, int64_t from, int64_t to) {
@@ -212,14 +213,34 @@ TEST(FusedAdam, CheckpointsLoadIntoPlainAdamAndBack) {
       EXPECT_EQ(static_cast<torch::optim::AdamParamState&>(*second->state().at(compat::optim_state_key(p))).step(),
                 20);
   }
-  // The archive: a plain Adam holding FusedAdam's state writes the same bytes.
+  // The archive holds FusedAdam's state exactly: a plain Adam loads the same steps and moments.
   auto net = mlp(3, 16, 2, 5);
   FusedAdam fused(net->parameters(), options);
   train(net, fused, 0, 5);
   Adam plain(net->parameters(), options);
-  const std::string saved = bytes_of(fused);
-  load_bytes(plain, saved);
-  EXPECT_EQ(bytes_of(plain), saved);
+  load_bytes(plain, bytes_of(fused));
+  EXPECT_EQ(max_diff(moments(plain, net->parameters()), moments(fused, net->parameters())), 0.0);
+  EXPECT_EQ(plain.param_groups()[0].options().get_lr(), 1e-3);
+}
+
+// The network's own archive (a checkpoint's <network>.pt) once its parameters are views of FusedAdam's
+// flat buffer: the same values under the same keys, and no bigger (the shared storage is written once).
+TEST(FusedAdam, NetworkArchiveKeepsItsSize) {
+  auto net = mlp(3, 64, 2, 8);
+  std::ostringstream before;
+  torch::save(net, before);
+  FusedAdam opt(net->parameters(), AdamOptions(1e-3));
+  opt.zero_grad();
+  net->forward(batch(0, 8, 3)).sum().backward();
+  opt.step();
+  ASSERT_EQ(opt.stats().layouts, 1);
+  std::ostringstream after;
+  torch::save(net, after);
+  EXPECT_LE(after.str().size(), before.str().size() + 256);
+  auto loaded = mlp(3, 64, 2, 99);
+  std::istringstream in(after.str());
+  torch::load(loaded, in);
+  EXPECT_EQ(max_diff(loaded->parameters(), net->parameters()), 0.0);
 }
 
 // A checkpoint load replaces a parameter's storage (InputArchive::read uses set_): the next step sees
