@@ -8,6 +8,7 @@
 #include "cli.h"
 #include "core/errors.h"
 #include "core/log.h"
+#include "core/memory.h"
 #include "dist/mpi_runtime.h"
 
 namespace {
@@ -40,6 +41,7 @@ int main(int argc, char** argv) {
     std::fputs(kUsage, argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
   }
+  gantry::keep_freed_memory();  // no mmap/munmap and page faults for every step's activations
   std::string command = argv[1];
   gantry::cli::Args args(argv + 2, argv + argc);
   try {

@@ -1,6 +1,6 @@
 """The VAE training step in Python PyTorch — the same model and optimizer as vae_step_bench.cpp.
    python3 vae_step.py ARCH(mlp|conv) BATCH THREADS STEPS"""
-import math, sys, time
+import math, resource, sys, time
 import torch
 from torch import nn
 import torch.nn.functional as F
@@ -70,9 +70,13 @@ def step():
 
 for _ in range(20):
     step()
+r0 = resource.getrusage(resource.RUSAGE_SELF)
 t0 = time.perf_counter()
 for _ in range(steps):
     loss = step()
 s = time.perf_counter() - t0
+r1 = resource.getrusage(resource.RUSAGE_SELF)
 print(f"Python {arch} batch {batch} threads {torch.get_num_threads()}: {1e3 * s / steps:.3f} ms/step, "
-      f"{batch * steps / s:.0f} images/s (loss {loss:.1f})")
+      f"{batch * steps / s:.0f} images/s, user {r1.ru_utime - r0.ru_utime:.2f} s, sys {r1.ru_stime - r0.ru_stime:.2f} s, "
+      f"{(r1.ru_minflt - r0.ru_minflt) / steps:.1f} page faults/step "
+      f"(loss {loss:.1f}, torch {torch.__version__})")

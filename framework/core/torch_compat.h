@@ -7,8 +7,10 @@
 #include <c10/core/DeviceType.h>
 #include <c10/core/ScalarType.h>
 #include <torch/csrc/autograd/variable.h>
+#include <torch/optim/optimizer.h>
 #include <torch/version.h>
 
+#include <string>
 #include <type_traits>
 
 namespace gantry::compat {
@@ -18,6 +20,17 @@ inline constexpr int kTorchMinor = TORCH_VERSION_MINOR;
 
 // An owning pointer to an autograd node (std::shared_ptr in 1.13, c10::intrusive_ptr in later 2.x).
 using NodePtr = std::decay_t<decltype(torch::autograd::impl::grad_accumulator(std::declval<const at::Tensor&>()))>;
+
+// The key of a parameter's entry in torch::optim::Optimizer::state(): the TensorImpl's address, as a
+// string in 1.13, as a void* in 2.x.
+using OptimStateKey = std::decay_t<decltype(std::declval<torch::optim::Optimizer&>().state().begin()->first)>;
+inline OptimStateKey optim_state_key(const at::Tensor& param) {
+#if TORCH_VERSION_MAJOR >= 2
+  return param.unsafeGetTensorImpl();
+#else
+  return c10::guts::to_string(param.unsafeGetTensorImpl());
+#endif
+}
 
 // Autocast for one device type (kCPU or kCUDA): enabled flag and the lower-precision dtype.
 inline bool autocast_enabled(c10::DeviceType type) {

@@ -93,6 +93,7 @@ struct GradSync::Group {
   std::string name;
   std::vector<Param> params;  // reverse registration order = bucket order
   std::vector<Bucket> buckets;
+  std::vector<torch::Tensor> arenas;  // the buckets' storage: one flat buffer per dtype/device run
   size_t next_launch = 0;
   bool end_callback_queued = false;
   bool prescaled = false;          // this pass's loss went through average_loss(): gradients arrive averaged
@@ -165,22 +166,36 @@ void GradSync::add_group(const std::string& name, const std::vector<std::shared_
     group->params.push_back(std::move(p));
   }
 
-  // One flat buffer per bucket; each parameter's gradient home is a slice of it. The slices are built
-  // with set_ (sharing storage) rather than narrow(), so they are not autograd views and an optimizer
-  // may detach_()/zero_() them like any gradient.
+  // One flat buffer per run of buckets of one dtype and device (normally the whole group), each bucket
+  // a contiguous slice of it, each parameter's gradient home a slice of its bucket: the group's
+  // gradients tile one range, which a fused optimizer step (FusedAdam) reads in place and zero_grad()
+  // clears in one fill. The slices are built with set_ (sharing storage) rather than narrow(), so they
+  // are not autograd views and an optimizer may detach_()/zero_() them like any gradient.
   torch::NoGradGuard no_grad;
-  for (auto& b : group->buckets) {
-    const torch::Tensor& first = group->params[b.params.front()].tensor;
+  for (size_t k = 0; k < group->buckets.size();) {
+    const torch::Tensor& first = group->params[group->buckets[k].params.front()].tensor;
+    size_t end = k;
     int64_t numel = 0;
-    for (size_t i : b.params) numel += group->params[i].tensor.numel();
-    b.buffer = torch::zeros({numel}, first.options().requires_grad(false));
+    for (; end < group->buckets.size(); ++end) {
+      const torch::Tensor& t = group->params[group->buckets[end].params.front()].tensor;
+      if (t.scalar_type() != first.scalar_type() || t.device() != first.device()) break;
+      for (size_t i : group->buckets[end].params) numel += group->params[i].tensor.numel();
+    }
+    torch::Tensor arena = torch::zeros({numel}, first.options().requires_grad(false));
+    group->arenas.push_back(arena);
     int64_t offset = 0;
-    for (size_t i : b.params) {
-      Group::Param& p = group->params[i];
-      p.view = torch::empty({0}, b.buffer.options());
-      p.view.set_(b.buffer.storage(), b.buffer.storage_offset() + offset, p.tensor.sizes(),
-                  row_major_strides(p.tensor.sizes()));
-      offset += p.tensor.numel();
+    for (; k < end; ++k) {
+      Group::Bucket& b = group->buckets[k];
+      const int64_t start = offset;
+      for (size_t i : b.params) {
+        Group::Param& p = group->params[i];
+        p.view = torch::empty({0}, arena.options());
+        p.view.set_(arena.storage(), arena.storage_offset() + offset, p.tensor.sizes(),
+                    row_major_strides(p.tensor.sizes()));
+        offset += p.tensor.numel();
+      }
+      b.buffer = torch::empty({0}, arena.options());
+      b.buffer.set_(arena.storage(), arena.storage_offset() + start, {offset - start}, {1});
     }
   }
 
@@ -195,6 +210,18 @@ void GradSync::add_group(const std::string& name, const std::vector<std::shared_
   }
   g->timeline.bucket_launch.resize(g->buckets.size());
   groups_.push_back(std::move(group));
+}
+
+void GradSync::zero_grad(const std::string& name) {
+  Group& g = find(name);
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (armed_) throw std::logic_error("GradSync: zero_grad('" + name + "') while '" + armed_->name + "' is armed");
+  torch::NoGradGuard no_grad;
+  for (auto& arena : g.arenas) arena.zero_();
+  for (auto& p : g.params) {
+    torch::Tensor& grad = p.tensor.mutable_grad();
+    if (!grad.defined() || !grad.is_same(p.view)) grad = p.view;
+  }
 }
 
 void GradSync::arm(const std::string& name) {

@@ -72,6 +72,12 @@ class GradSync {
   // UsageError naming the first difference). A module may belong to several groups.
   void add_group(const std::string& name, const std::vector<std::shared_ptr<torch::nn::Module>>& modules);
 
+  // Zeroes every gradient of `group` in place (one fill per flat buffer) and makes each parameter's
+  // .grad its bucket view again (an optimizer may have set it to None). Use it instead of the
+  // optimizers' zero_grad() (LibTorch 2.x's sets gradients to None, and backward then allocates fresh
+  // ones that the hooks copy into the buckets).
+  void zero_grad(const std::string& group);
+
   // Starts a pass for `group`: its hooks launch bucket reductions during the next backward.
   void arm(const std::string& group);
   // Ends the pass: zero-fills missing gradients, launches remaining buckets in order, waits. Afterwards

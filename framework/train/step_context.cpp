@@ -65,7 +65,7 @@ Losses StepContext::update_with_backward(const std::string& group,
                                          const std::vector<torch::optim::Optimizer*>& optimizers,
                                          const std::function<Losses(int64_t k, const Scale& scale)>& backward) {
   const int64_t m = options_.micro_batches;
-  for (auto* opt : optimizers) opt->zero_grad();
+  sync_.zero_grad(group);  // the optimizers' parameters are the group's: one fill for all of them
   LossScaler* scaler = options_.precision == Precision::kFp16 ? &scalers_[group] : nullptr;
   // Each micro-batch's loss is a mean over its rows: 1/m of it, summed over micro-batches and averaged
   // over ranks by the reduction (average_loss), is the mean over the global batch. The first scale() of

@@ -1,4 +1,4 @@
-// StepContext: what every recipe's update repeats, in one call — zero the gradients, run the
+// StepContext: what every recipe's update repeats, in one call — zero the group's gradients (GradSync::zero_grad), run the
 // micro-batches (train.micro_batches: all but the last accumulate locally), backpropagate each
 // micro-batch's loss scaled so the reduced gradients arrive averaged over micro-batches and ranks, reduce
 // the GradSync group once, clip each optimizer's parameters after the reduction (train.clip_grad_norm),

@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include "core/errors.h"
+#include "train/fused_adam.h"
 #include "dcgan/dcgan_model.h"
 #include "train/buffers.h"
 
@@ -41,7 +42,7 @@ class DcganRecipe : public Recipe {
     g_->to(device_);
     d_->to(device_);
     auto adam = [&](torch::nn::Module& m) {
-      return std::make_unique<torch::optim::Adam>(
+      return std::make_unique<FusedAdam>(
           m.parameters(), torch::optim::AdamOptions(c.real("train.lr")).betas({c.real("dcgan.beta1"), 0.999}));
     };
     opt_g_ = adam(*g_);
@@ -141,7 +142,7 @@ class DcganRecipe : public Recipe {
   DcganOptions o_;
   Generator g_{nullptr}, ema_{nullptr};
   Discriminator d_{nullptr};
-  std::unique_ptr<torch::optim::Adam> opt_g_, opt_d_;
+  std::unique_ptr<FusedAdam> opt_g_, opt_d_;
 };
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "core/errors.h"
+#include "train/fused_adam.h"
 #include "dcgan/dcgan_model.h"
 #include "fgan/divergence.h"
 #include "fgan/fgan_model.h"
@@ -47,7 +48,7 @@ class FganRecipe : public Recipe {
     g_.module->to(device_);
     v_.module->to(device_);
     auto adam = [&](torch::nn::Module& m) {
-      return std::make_unique<torch::optim::Adam>(
+      return std::make_unique<FusedAdam>(
           m.parameters(), torch::optim::AdamOptions(c.real("train.lr")).betas({c.real("fgan.beta1"), 0.999}));
     };
     opt_g_ = adam(*g_.module);
@@ -235,7 +236,7 @@ class FganRecipe : public Recipe {
   std::string model_;
   int64_t z_dim_;
   Player g_, v_;
-  std::unique_ptr<torch::optim::Adam> opt_g_, opt_v_;
+  std::unique_ptr<FusedAdam> opt_g_, opt_v_;
   GaussianGeneratorImpl* gaussian_ = nullptr;
   std::optional<GaussianFit> star_;
 };

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "core/errors.h"
+#include "train/fused_adam.h"
 #include "report/image.h"
 #include "vae/vae_model.h"
 
@@ -38,7 +39,7 @@ class VaeRecipe : public Recipe {
       throw UsageError(std::string("vae.arch: ") + e.what());
     }
     model_->to(device_);
-    optimizer_ = std::make_unique<torch::optim::Adam>(
+    optimizer_ = std::make_unique<FusedAdam>(
         model_->parameters(), torch::optim::AdamOptions(c.real("train.lr")).betas({c.real("vae.beta1"), 0.999}));
     dims_ = static_cast<double>(o.channels * o.height * o.width);
     env.sync.add_group("vae", {model_.ptr()});
@@ -123,7 +124,7 @@ class VaeRecipe : public Recipe {
   StepContext& step_;
   torch::Device device_;
   Vae model_{nullptr};
-  std::unique_ptr<torch::optim::Adam> optimizer_;
+  std::unique_ptr<FusedAdam> optimizer_;
   double dims_ = 1;
   int rank_, world_;
   uint64_t seed_;
