@@ -186,7 +186,9 @@ SplitResult run_gantry_split(const std::string& args) {
   ScratchDir tmp("stderr");
   std::string err_path = tmp / ("err-" + std::to_string(counter++));
   // run_command merges the subshell's stderr into stdout; gantry's own stderr goes to the file.
-  CommandResult r = run_command("(" + std::string(GANTRY_BIN) + " " + args + " 2>" + err_path + ")");
+  std::string command = "(";  // appended, not "(" + string: GCC 12 -Wrestrict false positive (bug 105329)
+  command.append(GANTRY_BIN).append(" ").append(args).append(" 2>").append(err_path).append(")");
+  CommandResult r = run_command(command);
   return SplitResult{r.exit_code, r.output, read_bytes(err_path)};
 }
 

@@ -79,7 +79,9 @@ class PrecisionRecipes : public ::testing::Test {
     ASSERT_FALSE(m.empty()) << run;
     for (const auto& j : m)
       for (const auto& [k, v] : j.items())
-        if (v.is_number_float()) EXPECT_TRUE(std::isfinite(v.get<double>())) << run << ": " << k;
+        if (v.is_number_float()) {
+          EXPECT_TRUE(std::isfinite(v.get<double>())) << run << ": " << k;
+        }
   }
 
   static ScratchDir* scratch_;
