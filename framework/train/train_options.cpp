@@ -1,5 +1,7 @@
 #include "train/train_options.h"
 
+#include "core/errors.h"
+
 namespace gantry {
 
 void add_common_keys(Schema& s, const std::vector<std::string>& recipes) {
@@ -15,6 +17,8 @@ void add_common_keys(Schema& s, const std::vector<std::string>& recipes) {
       .add_real("train.lr", 1e-3, "base learning rate", 0)
       .add_string("train.lr_schedule", "constant", "learning-rate schedule", {"constant", "linear", "cosine"})
       .add_int("train.warmup_steps", 0, "linear warm-up steps", 0)
+      .add_int("train.lr_hold_steps", 0,
+               "linear/cosine: steps at the full rate after the warm-up before the decay starts", 0)
       .add_int("train.log_every", 50, "progress line and metrics.jsonl every N steps", 1)
       .add_int("train.sample_every", 500, "sample grid every N steps (0: only at the end)", 0)
       .add_int("train.eval_every", 1000, "held-out evaluation every N steps (0: only at the end)", 0)
@@ -74,6 +78,11 @@ TrainOptions parse_train_options(const Config& c) {
   o.batch_size = c.int64("train.batch_size");
   o.schedule = parse_schedule(c.str("train.lr_schedule"));
   o.warmup_steps = c.int64("train.warmup_steps");
+  o.hold_steps = c.int64("train.lr_hold_steps");
+  if (o.hold_steps > 0 && o.schedule == LrSchedule::kConstant)
+    throw UsageError(
+        "train.lr_hold_steps: holds the rate before a decay; train.lr_schedule is constant (use linear "
+        "or cosine)");
   o.eval_batches = c.int64("train.eval_batches");
   o.cadence = {c.int64("train.log_every"), c.int64("train.sample_every"), c.int64("train.eval_every"),
                c.int64("train.checkpoint_every")};

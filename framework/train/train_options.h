@@ -45,6 +45,7 @@ struct TrainOptions {
   int64_t batch_size = 128;  // train.batch_size (global)
   LrSchedule schedule = LrSchedule::kConstant;
   int64_t warmup_steps = 0;
+  int64_t hold_steps = 0;    // train.lr_hold_steps
   int64_t eval_batches = 0;  // 0: the whole held-out set
   Cadence cadence;
   Retention retention;

@@ -241,7 +241,7 @@ void Trainer::print_configuration() {
 }
 
 void Trainer::set_learning_rates(int64_t step) {
-  lr_factor_ = lr_factor(o_.schedule, step, o_.steps, o_.warmup_steps);
+  lr_factor_ = lr_factor(o_.schedule, step, o_.steps, o_.warmup_steps, o_.hold_steps);
   const auto optimizers = recipe_->optimizers();
   for (size_t i = 0; i < optimizers.size(); ++i) {
     auto& groups = optimizers[i].second->param_groups();

@@ -290,6 +290,34 @@ TEST(RngStreams, KeyedSeedsDifferAcrossPurposesRanksAndSeeds) {
   EXPECT_NE(stream_seed(7, "a"), stream_seed(7, "b"));
 }
 
+// The factor at 0-based step s of a 10-step run: warm-up, then hold, then the decay to 0 at the end.
+TEST(LrSchedule, HoldKeepsTheFullRateThenLinearOrCosineDecaysToZero) {
+  EXPECT_DOUBLE_EQ(lr_factor(LrSchedule::kLinear, 0, 10, 0), 1.0);  // no hold: as before
+  EXPECT_DOUBLE_EQ(lr_factor(LrSchedule::kLinear, 5, 10, 0), 0.5);
+  EXPECT_DOUBLE_EQ(lr_factor(LrSchedule::kLinear, 9, 10, 0), 0.1);
+  for (int64_t s = 0; s <= 4; ++s) EXPECT_DOUBLE_EQ(lr_factor(LrSchedule::kLinear, s, 10, 0, 4), 1.0) << s;
+  EXPECT_DOUBLE_EQ(lr_factor(LrSchedule::kLinear, 7, 10, 0, 4), 0.5);  // 1 at step 4, 0 at step 10
+  EXPECT_DOUBLE_EQ(lr_factor(LrSchedule::kLinear, 9, 10, 0, 4), 1.0 / 6.0);
+  EXPECT_DOUBLE_EQ(lr_factor(LrSchedule::kCosine, 7, 10, 0, 4), 0.5);
+  EXPECT_DOUBLE_EQ(lr_factor(LrSchedule::kLinear, 0, 10, 2, 2), 0.5);  // warm-up first, then the hold
+  EXPECT_DOUBLE_EQ(lr_factor(LrSchedule::kLinear, 3, 10, 2, 2), 1.0);
+  EXPECT_DOUBLE_EQ(lr_factor(LrSchedule::kLinear, 7, 10, 2, 2), 0.5);
+  EXPECT_DOUBLE_EQ(lr_factor(LrSchedule::kConstant, 9, 10, 0, 4), 1.0);
+}
+
+TEST_F(TrainerTest, HeldLinearScheduleSetsTheLearningRatesAndConstantRefusesAHold) {
+  ASSERT_EQ(train(config({{"train.lr_schedule", "linear"}, {"train.lr_hold_steps", "20"}}), "held"), 0);
+  const auto m = metrics("held");
+  ASSERT_EQ(m.size(), 8u);
+  // Logged after steps 5, 10, ... 40: the rate of the step just taken (0-based 4, 9, ... 39). Adam's lr 0.05.
+  for (size_t i = 0; i < m.size(); ++i) {
+    const int64_t s = 5 * static_cast<int64_t>(i + 1) - 1;
+    const double factor = s <= 20 ? 1.0 : 1.0 - static_cast<double>(s - 20) / 20.0;
+    EXPECT_NEAR(m[i]["lr"].get<double>(), 0.05 * factor, 1e-12) << "step " << s;
+  }
+  EXPECT_THROW(parse_train_options(config({{"train.lr_hold_steps", "20"}})), UsageError);
+}
+
 TEST_F(TrainerTest, CheckpointsMetricsAndRetentionFollowTheCadences) {
   ASSERT_EQ(train(config({{"train.keep_every", "20"}}), "run"), 0);
   // keep_last 2 → steps 40 and 30; keep_every 20 → 20 too.
