@@ -3,11 +3,14 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/program_options.hpp>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <string>
+#include <vector>
 
 #include "cli.h"
 #include "convert/pipeline.h"
@@ -37,9 +40,27 @@ bool parse(const Args& args, const po::options_description& desc, const po::posi
   return true;
 }
 
+// --classes 7 or 7,9: labels 0..255 (an idx label is one byte).
+std::vector<int64_t> parse_classes(const std::string& text, const std::string& labels) {
+  std::vector<int64_t> classes;
+  if (text.empty()) return classes;
+  if (labels.empty()) throw UsageError("--classes: needs --labels (the labels file the classes are read from)");
+  size_t start = 0;
+  while (start <= text.size()) {
+    const size_t comma = std::min(text.find(',', start), text.size());
+    const std::string item = text.substr(start, comma - start);
+    if (item.empty() || item.find_first_not_of("0123456789") != std::string::npos || item.size() > 3 ||
+        std::stoi(item) > 255)
+      throw UsageError("--classes: expected labels 0-255 separated by commas (e.g. 7,9), got '" + text + "'");
+    classes.push_back(std::stoi(item));
+    start = comma + 1;
+  }
+  return classes;
+}
+
 int convert(const Args& args) {
   data::ConvertOptions o;
-  std::string format, images, labels, lmdb, root;
+  std::string format, images, labels, lmdb, root, classes;
   int64_t count = 0;
   uint64_t seed = 0;
   po::options_description desc("options");
@@ -48,6 +69,7 @@ int convert(const Args& args) {
       "out", po::value(&o.out)->required(), "dataset directory to create")(
       "images", po::value(&images), "idx: images file (.gz or plain)")("labels", po::value(&labels),
                                                                        "idx: labels file (optional)")(
+      "classes", po::value(&classes), "idx: keep only these labels, e.g. 7 or 7,9 (needs --labels)")(
       "lmdb", po::value(&lmdb), "lsun: LMDB database directory")("root", po::value(&root),
                                                                  "folder: root of a tree of PNG/JPEG/WebP files")(
       "count", po::value(&count), "synthetic: number of images")("seed", po::value(&seed)->default_value(0),
@@ -68,10 +90,11 @@ int convert(const Args& args) {
   auto need = [&](const std::string& key, const std::string& value) {
     if (value.empty()) throw UsageError("--" + key + ": required with --format " + format);
   };
+  if (!classes.empty() && format != "idx") throw UsageError("--classes: only with --format idx");
   std::unique_ptr<data::RecordSource> source;
   if (format == "idx") {
     need("images", images);
-    source = data::make_idx_source(images, labels, o.limit);
+    source = data::make_idx_source(images, labels, o.limit, parse_classes(classes, labels));
   } else if (format == "lsun") {
     need("lmdb", lmdb);
     if (!vm.count("resolution")) o.resolution = 64;

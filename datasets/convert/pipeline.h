@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "convert/image.h"
 #include "shards/manifest.h"
@@ -50,7 +51,10 @@ struct ConvertResult {
 ConvertResult run_conversion(RecordSource& source, const ConvertOptions& options);
 
 // Sources (convert/sources.cpp). Each throws DataError naming the input when it cannot be read.
-std::unique_ptr<RecordSource> make_idx_source(const std::string& images, const std::string& labels, int64_t limit);
+// idx: `classes` (non-empty) keeps the images whose label is one of them (labels file required), and
+// `limit` counts the images kept.
+std::unique_ptr<RecordSource> make_idx_source(const std::string& images, const std::string& labels, int64_t limit,
+                                              const std::vector<int64_t>& classes = {});
 std::unique_ptr<RecordSource> make_lmdb_source(const std::string& dir, int64_t limit);
 std::unique_ptr<RecordSource> make_folder_source(const std::string& root, int64_t limit);
 // Deterministic pseudo-random images (for tests and benchmarks), labels = index % 10.

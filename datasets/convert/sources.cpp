@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <stdexcept>
+#include <vector>
 
 #include "convert/pipeline.h"
 #include "core/errors.h"
@@ -72,36 +74,52 @@ std::vector<uint32_t> read_idx_header(GzFile& f, int want_ndim) {
   return dims;
 }
 
+// `classes` (labels; empty: all) keeps only the images with one of those labels, in file order; `limit`
+// then counts the kept ones. The labels file is read whole up front (one byte per image).
 class IdxSource : public RecordSource {
  public:
-  IdxSource(const std::string& images, const std::string& labels, int64_t limit) : images_(images) {
+  IdxSource(const std::string& images, const std::string& labels, int64_t limit, const std::vector<int64_t>& classes)
+      : images_(images) {
     auto dims = read_idx_header(images_, 3);
     count_ = dims[0];
     rows_ = static_cast<int>(dims[1]);
     cols_ = static_cast<int>(dims[2]);
     if (rows_ <= 0 || cols_ <= 0 || count_ <= 0) throw DataError(at(images, "idx header has an empty dimension"));
     if (!labels.empty()) {
-      labels_ = std::make_unique<GzFile>(labels);
-      auto ldims = read_idx_header(*labels_, 1);
+      GzFile file(labels);
+      auto ldims = read_idx_header(file, 1);
       if (ldims[0] != static_cast<uint32_t>(count_))
         throw DataError(at(labels, std::to_string(ldims[0]) + " labels for " + std::to_string(count_) + " images"));
+      labels_.resize(static_cast<size_t>(count_));
+      file.read(labels_.data(), labels_.size());
+    }
+    describe_ = "idx:" + fs::absolute(images).string();
+    if (!classes.empty()) {
+      if (labels.empty()) throw std::invalid_argument("a class filter needs the labels file");
+      std::string list;
+      for (int64_t c : classes) {
+        if (!list.empty()) list += ',';
+        list += std::to_string(c);
+      }
+      for (int64_t i = 0; i < count_; ++i)
+        if (std::find(classes.begin(), classes.end(), labels_[static_cast<size_t>(i)]) != classes.end())
+          kept_.push_back(i);
+      if (kept_.empty()) throw DataError(at(labels, "no image has label " + list));
+      describe_ += " classes " + list;
+      count_ = static_cast<int64_t>(kept_.size());
     }
     if (limit > 0) count_ = std::min(count_, limit);
-    describe_ = "idx:" + fs::absolute(images).string();
   }
   int64_t total() const override { return count_; }
-  bool has_labels() const override { return labels_ != nullptr; }
+  bool has_labels() const override { return !labels_.empty(); }
   std::string describe() const override { return describe_; }
   bool next(Record& r) override {
     if (i_ >= count_) return false;
-    r.key = "image " + std::to_string(i_);
+    const int64_t index = kept_.empty() ? i_ : kept_[static_cast<size_t>(i_)];
     r.bytes.resize(static_cast<size_t>(rows_) * cols_);
-    images_.read(r.bytes.data(), r.bytes.size());
-    if (labels_) {
-      uint8_t l = 0;
-      labels_->read(&l, 1);
-      r.label = l;
-    }
+    for (; read_ <= index; ++read_) images_.read(r.bytes.data(), r.bytes.size());  // skips the images not kept
+    r.key = "image " + std::to_string(index);
+    if (!labels_.empty()) r.label = labels_[static_cast<size_t>(index)];
     ++i_;
     return true;
   }
@@ -111,8 +129,9 @@ class IdxSource : public RecordSource {
 
  private:
   GzFile images_;
-  std::unique_ptr<GzFile> labels_;
-  int64_t count_ = 0, i_ = 0;
+  std::vector<uint8_t> labels_;  // one per image of the file; empty: no labels file
+  std::vector<int64_t> kept_;    // indices of the images a class filter keeps (empty: no filter)
+  int64_t count_ = 0, i_ = 0, read_ = 0;
   int rows_ = 0, cols_ = 0;
   std::string describe_;
 };
@@ -266,8 +285,9 @@ class SyntheticSource : public RecordSource {
 
 }  // namespace
 
-std::unique_ptr<RecordSource> make_idx_source(const std::string& images, const std::string& labels, int64_t limit) {
-  return std::make_unique<IdxSource>(images, labels, limit);
+std::unique_ptr<RecordSource> make_idx_source(const std::string& images, const std::string& labels, int64_t limit,
+                                              const std::vector<int64_t>& classes) {
+  return std::make_unique<IdxSource>(images, labels, limit, classes);
 }
 std::unique_ptr<RecordSource> make_lmdb_source(const std::string& dir, int64_t limit) {
   return std::make_unique<LmdbSource>(dir, limit);

@@ -153,6 +153,45 @@ TEST_P(IdxRoundTrip, CliConversionMatchesTheSource) {
 INSTANTIATE_TEST_SUITE_P(PlainAndGzip, IdxRoundTrip, ::testing::Values(false, true),
                          [](const ::testing::TestParamInfo<bool>& p) { return p.param ? std::string("Gzip") : std::string("Plain"); });
 
+// Source labels are (7i + 3) mod 10: 3 0 7 4 1 8 5 2 9 6 for images 0..9.
+TEST(IdxRoundTrip, ClassFilterKeepsOnlyThoseLabelsInFileOrder) {
+  ScratchDir dir("idxclasses");
+  IdxFiles f = write_idx(dir, true);
+  const auto pixels = source_pixels();
+  auto src = data::make_idx_source(f.images, f.labels, 0, {7, 3});
+  EXPECT_EQ(src->total(), 2);
+  auto r = data::run_conversion(*src, options(dir / "out", 4));
+  EXPECT_NE(r.manifest.source.find(" classes 7,3"), std::string::npos) << r.manifest.source;
+  auto ds = ShardedDataset::open(dir / "out");
+  ASSERT_EQ(ds->size(), 2);
+  std::vector<uint8_t> img(static_cast<size_t>(ds->image_bytes()));
+  for (auto [k, source] : {std::pair<int64_t, int64_t>{0, 0}, {1, 2}}) {  // images 0 (label 3) and 2 (label 7)
+    ds->read_image(k, img.data());
+    EXPECT_EQ(0, std::memcmp(img.data(), pixels.data() + source * kRows * kCols, img.size())) << "image " << k;
+    EXPECT_EQ(ds->label(k), source_labels()[static_cast<size_t>(source)]);
+  }
+  EXPECT_EQ(data::make_idx_source(f.images, f.labels, 1, {7, 3})->total(), 1);  // the limit counts kept images
+  EXPECT_THROW(data::make_idx_source(f.images, f.labels, 0, {11}), DataError);
+
+  // The CLI: --classes 9,8 keeps images 5 (label 8) and 8 (label 9); without labels or with a bad list, exit 2.
+  auto cli = run_gantry("data convert --format idx --images " + f.images + " --labels " + f.labels +
+                        " --classes 9,8 --out " + (dir / "cli") + " --quiet");
+  ASSERT_EQ(cli.exit_code, 0) << cli.output;
+  EXPECT_NE(cli.output.find("2 images [5,7,1]"), std::string::npos) << cli.output;
+  auto cds = ShardedDataset::open(dir / "cli");
+  EXPECT_EQ(cds->label(0), 8);
+  EXPECT_EQ(cds->label(1), 9);
+  for (const char* bad :
+       {" --classes 7", " --labels L --classes 7,x", " --labels L --classes 300", " --labels L --classes 7,"}) {
+    std::string args = bad;
+    if (auto at = args.find(" L "); at != std::string::npos) args.replace(at, 3, " " + f.labels + " ");
+    auto e =
+        run_gantry("data convert --format idx --images " + f.images + args + " --out " + (dir / "bad") + " --quiet");
+    EXPECT_EQ(e.exit_code, 2) << bad << ": " << e.output;
+    EXPECT_NE(e.output.find("--classes: "), std::string::npos) << e.output;
+  }
+}
+
 TEST(IdxRoundTrip, WithoutLabelsFileHasNoLabels) {
   ScratchDir dir("idxnolab");
   IdxFiles f = write_idx(dir, false);
