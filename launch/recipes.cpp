@@ -1,6 +1,7 @@
 // The one list of recipes: adding a recipe adds one line here (and its folder under models/).
 #include "recipes.h"
 
+#include "cyclegan/cyclegan_recipe.h"
 #include "dcgan/dcgan_recipe.h"
 #include "fgan/fgan_recipe.h"
 #include "vae/vae_recipe.h"
@@ -12,6 +13,7 @@ const std::vector<RecipeInfo>& all_recipes() {
       vae::recipe_info(),
       dcgan::recipe_info(),
       fgan::recipe_info(),
+      cyclegan::recipe_info(),
   };
   return recipes;
 }
