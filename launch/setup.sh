@@ -67,9 +67,11 @@ done
 [ "$mode" = "--deps" ] && exit 0
 
 # Extra CMake arguments: GANTRY_CMAKE_ARGS (launch/test.sh turns warnings into errors with it); ccache
-# when it is installed, so a rebuild after a pull compiles only what changed.
+# when it is installed, so a rebuild after a pull compiles only what changed. The build precompiles
+# LibTorch's header (GANTRY_PCH): ccache caches its users only with these sloppiness settings.
 read -r -a cmake_args <<< "${GANTRY_CMAKE_ARGS:-}"
-command -v ccache >/dev/null && cmake_args+=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+command -v ccache >/dev/null &&
+  cmake_args+=("-DCMAKE_CXX_COMPILER_LAUNCHER=env;CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime;ccache")
 
 if [ "$mode" != "--pypi" ]; then
   cmake -S "$here" -B "$build_dir" -DCMAKE_BUILD_TYPE="$build_type" "${cmake_args[@]}" >/dev/null

@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
 # User-space instructions per training step, counted with callgrind (deterministic: no timing noise, so
 # it can run on a busy machine): each side runs N1 and N2 steps; (I(N2) - I(N1)) / (N2 - N1) is the cost
-# of one step with start-up, imports and warm-up cancelled out.
-#   bash experiments/benchmarks/step_instructions.sh fgan1d|vae [N1=5] [N2=55] [SIDE...]
+# of one step with start-up, imports and warm-up cancelled out. Python's start-up is made repeatable with
+# PYTHONHASHSEED=0 (with random string hashing, the import's count changes from run to run: 5 and 55
+# steps once gave 0.5 M instructions per step), and the default N2 makes the steps dominate what is left.
+#   bash experiments/benchmarks/step_instructions.sh fgan1d|vae [N1=5] [N2=205] [SIDE...]
 # SIDE: a recipe_step_bench binary (C++) or a python interpreter (runs fgan1d_step.py / vae_step.py);
 # default: build/recipe_step_bench and /usr/bin/python3.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 model=${1:?fgan1d or vae}
 n1=${2:-5}
-n2=${3:-55}
+n2=${3:-205}
 shift $(($# < 3 ? $# : 3))
 sides=("$@")
 ((${#sides[@]})) || sides=("${GANTRY_BUILD_DIR:-$here/build}/recipe_step_bench" /usr/bin/python3)
-export OMP_NUM_THREADS=1
+export OMP_NUM_THREADS=1 PYTHONHASHSEED=0
 count() {  # side steps -> instructions
   local side=$1 steps=$2 out
   out=$(mktemp)

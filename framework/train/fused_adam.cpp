@@ -44,6 +44,27 @@ bool at_offset(const torch::Tensor& t, const char* base, int64_t offset, int64_t
   return t.defined() && t.is_contiguous() && byte_ptr(t) == base + offset * element_size;
 }
 
+// The update in one pass over a CPU float32 group without AMSGrad: torch::optim::Adam's arithmetic per
+// element, operation for operation in the same order (the scalars rounded to float as LibTorch's kernels
+// round them), reading p, g, m, v once and writing p, m, v once. The seven buffer-wide operations of the
+// general path each read and write whole buffers: about three times the memory traffic, and seven
+// dispatches instead of one loop.
+struct AdamScalars {
+  float beta1, one_minus_beta1, beta2, one_minus_beta2, weight_decay, sqrt_bias_correction2, eps, step_size;
+};
+void adam_pass(float* p, const float* g, float* m, float* v, int64_t n, const AdamScalars& s) {
+  at::parallel_for(0, n, 1 << 15, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const float grad = s.weight_decay != 0 ? g[i] + s.weight_decay * p[i] : g[i];
+      const float mi = m[i] * s.beta1 + s.one_minus_beta1 * grad;
+      const float vi = v[i] * s.beta2 + s.one_minus_beta2 * grad * grad;
+      m[i] = mi;
+      v[i] = vi;
+      p[i] = p[i] + s.step_size * mi / (std::sqrt(vi) / s.sqrt_bias_correction2 + s.eps);
+    }
+  });
+}
+
 }  // namespace
 
 bool FusedAdam::ready(size_t index) {
@@ -182,6 +203,14 @@ void FusedAdam::fused_step(size_t index) {
   const double bias_correction2 = 1 - std::pow(beta2, static_cast<double>(f.step));
 
   torch::Tensor grad = flat_grad(f);
+  if (!f.amsgrad && f.P.is_cpu() && f.P.scalar_type() == torch::kFloat32) {
+    const AdamScalars s{static_cast<float>(beta1),         static_cast<float>(1 - beta1),
+                        static_cast<float>(beta2),         static_cast<float>(1 - beta2),
+                        static_cast<float>(options.weight_decay()), static_cast<float>(std::sqrt(bias_correction2)),
+                        static_cast<float>(options.eps()), static_cast<float>(-options.lr() / bias_correction1)};
+    adam_pass(f.P.data_ptr<float>(), grad.data_ptr<float>(), f.M.data_ptr<float>(), f.V.data_ptr<float>(), f.total, s);
+    return;
+  }
   if (options.weight_decay() != 0) {
     at::add_out(f.W, grad, f.P, options.weight_decay());  // grad.add(p, weight_decay); W may be grad itself
     grad = f.W;

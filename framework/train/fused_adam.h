@@ -1,6 +1,8 @@
 // FusedAdam: torch::optim::Adam (same options, same numbers, same checkpoint archive) whose step updates
-// each parameter group in seven large operations over flat buffers instead of a loop of about ten
-// LibTorch calls per parameter tensor. Use it wherever a recipe would use torch::optim::Adam:
+// each parameter group over flat buffers instead of a loop of about ten LibTorch calls per parameter
+// tensor: on the CPU in float32 one loop that reads and writes each buffer once; elsewhere (CUDA, other
+// dtypes, AMSGrad) seven buffer-wide LibTorch operations. Use it wherever a recipe would use
+// torch::optim::Adam:
 //
 //   opt_ = std::make_unique<FusedAdam>(net->parameters(), torch::optim::AdamOptions(lr).betas({0.5, 0.999}));
 //

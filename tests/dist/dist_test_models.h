@@ -68,7 +68,7 @@ TORCH_MODULE(Branchy);
 struct TowerImpl : torch::nn::Module {
   TowerImpl(int64_t width, int depth) {
     for (int i = 0; i < depth; ++i)
-      layers.push_back(register_module("l" + std::to_string(i), torch::nn::Linear(width, width)));
+      layers.push_back(register_module(std::string("l").append(std::to_string(i)), torch::nn::Linear(width, width)));
   }
   torch::Tensor forward(torch::Tensor x) {
     for (auto& l : layers) x = torch::tanh(l(x));

@@ -16,6 +16,7 @@
 
 #include "checkpoint/checkpoint.h"
 #include "core/fs.h"
+#include "core/torch_compat.h"
 #include "dcgan/dcgan_model.h"
 #include "fgan/fgan_model.h"
 #include "support/testing.h"
@@ -223,9 +224,9 @@ TEST_F(TrainCli, ResumeAtTheSameWorldSizeIsBitExact) {
   auto pa = a->parameters(), pb = b->parameters();
   for (size_t i = 0; i < pa.size(); ++i) {
     auto& sa =
-        static_cast<torch::optim::AdamParamState&>(*oa.state().at(c10::guts::to_string(pa[i].unsafeGetTensorImpl())));
+        static_cast<torch::optim::AdamParamState&>(*oa.state().at(compat::optim_state_key(pa[i])));
     auto& sb =
-        static_cast<torch::optim::AdamParamState&>(*ob.state().at(c10::guts::to_string(pb[i].unsafeGetTensorImpl())));
+        static_cast<torch::optim::AdamParamState&>(*ob.state().at(compat::optim_state_key(pb[i])));
     EXPECT_EQ(sa.step(), kSteps);
     EXPECT_TRUE(torch::equal(sa.exp_avg(), sb.exp_avg())) << "parameter " << i;
     EXPECT_TRUE(torch::equal(sa.exp_avg_sq(), sb.exp_avg_sq())) << "parameter " << i;
