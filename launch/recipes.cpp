@@ -3,6 +3,7 @@
 
 #include "dcgan/dcgan_recipe.h"
 #include "fgan/fgan_recipe.h"
+#include "pixelcnn/pixelcnn_recipe.h"
 #include "vae/vae_recipe.h"
 
 namespace gantry::cli {
@@ -12,6 +13,7 @@ const std::vector<RecipeInfo>& all_recipes() {
       vae::recipe_info(),
       dcgan::recipe_info(),
       fgan::recipe_info(),
+      pixelcnn::recipe_info(),
   };
   return recipes;
 }
