@@ -4,7 +4,7 @@
 // The order is raster order over pixels and, within a pixel, colour order (R, G, B for images with three
 // channels). Every feature map belongs to one colour group (`colour_groups`): the image's
 // channel c is group c; a hidden layer's features are split into `colours` contiguous blocks (equal
-// when the count divides; 256 features over RGB: 85, 85, 86). At
+// when the count divides; 256 features over RGB: 86, 85, 85). At
 // the kernel's centre tap (the current pixel) an output of group g sees inputs of group
 //   mask A: < g  (the first layer: a sub-pixel never sees itself)
 //   mask B: ≤ g  (later layers: features of group g already exclude sub-pixel g)
