@@ -4,6 +4,7 @@
 #include "cyclegan/cyclegan_recipe.h"
 #include "dcgan/dcgan_recipe.h"
 #include "fgan/fgan_recipe.h"
+#include "pixelcnn/pixelcnn_recipe.h"
 #include "vae/vae_recipe.h"
 
 namespace gantry::cli {
@@ -14,6 +15,7 @@ const std::vector<RecipeInfo>& all_recipes() {
       dcgan::recipe_info(),
       fgan::recipe_info(),
       cyclegan::recipe_info(),
+      pixelcnn::recipe_info(),
   };
   return recipes;
 }
