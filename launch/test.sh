@@ -2,8 +2,8 @@
 # launch/test.sh — set up this machine and run the whole test suite (CTest) on both builds:
 #   debian: Debian's LibTorch 1.13, CPU (build/)
 #   pypi:   LibTorch 2.x from PyPI's torch wheel, CUDA 13 + NCCL compiled in, run on the CPU (build-pypi/)
-# GANTRY_TEST_BUILDS chooses: "debian" (the default this stop: the pypi suite has not yet been seen green
-# end to end, see README), "pypi", or "debian pypi". Extra arguments go to ctest, e.g.
+# GANTRY_TEST_BUILDS chooses: "debian" (the default: the lean build, about half the time), "pypi", or
+# "debian pypi" (what CI runs, .ci/run). Extra arguments go to ctest, e.g.
 # launch/test.sh -R Sampler. Both suites run even when the first fails; the exit status is the first failure's.
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
