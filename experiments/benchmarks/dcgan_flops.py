@@ -15,8 +15,9 @@ Adam are elementwise and left out, as MFU conventionally does):
                                                          2 G_f - G_lin
   total = 3 G_f - G_lin + 9 D_f - 2 D_1
 Where the layer's forward has M MACs, its weight gradient and its input gradient have M each.
-64x64 (g_width 128, d_width 64, z 100, 3 channels): G_f = 410,583,040 MACs, D_f = 103,817,216,
-G_lin = 1,638,400, D_1 = 3,145,728 → 2,158,174,208 MACs = 4.316 GFLOP per image per step.
+64x64 (g_width 128, d_width 128, z 100, 3 channels): G_f = 410,583,040 MACs, D_f = 408,961,024,
+G_lin = 1,638,400, D_1 = 6,291,456 → 4,898,177,024 MACs = 9.796 GFLOP per image per step
+(with the earlier d_width 64: D_f = 103,817,216, D_1 = 3,145,728 → 4.316 GFLOP).
 
   python3 dcgan_flops.py [RESOLUTION]    prints the count (no torch needed)
   python3 dcgan_flops.py --check          counts the step of dcgan_step.py with torch's FlopCounterMode
@@ -26,7 +27,7 @@ G_lin = 1,638,400, D_1 = 3,145,728 → 2,158,174,208 MACs = 4.316 GFLOP per imag
 import sys
 
 
-def layer_macs(res=64, channels=3, z_dim=100, g_width=128, d_width=64):
+def layer_macs(res=64, channels=3, z_dim=100, g_width=128, d_width=128):
     """MACs per image of each layer's forward: (generator list, discriminator list), input side first."""
     k = 4 if res == 64 else 3
     c0 = g_width << (k - 1)

@@ -49,7 +49,7 @@ int main(int argc, char** argv) {
   }
   gantry::dcgan::DcganOptions o;
   o.resolution = std::atoll(argv[1]);
-  // The default widths (g_width 128, d_width 64, 3 channels), as dcgan_step_bench and dcgan_step.py.
+  // The default widths (g_width 128, d_width 128, 3 channels), as dcgan_step_bench and dcgan_step.py.
   const int64_t batch = std::atoll(argv[2]), steps = std::atoll(argv[4]), rounds = std::atoll(argv[5]);
   at::set_num_threads(std::atoi(argv[3]));
   std::vector<Variant> vs;

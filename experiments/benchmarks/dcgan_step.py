@@ -31,7 +31,7 @@ class G(nn.Module):
 
 
 class D(nn.Module):
-    def __init__(self, k, dw=64, c=3):
+    def __init__(self, k, dw=128, c=3):
         super().__init__()
         layers, ch, out = [], c, dw
         for i in range(k):

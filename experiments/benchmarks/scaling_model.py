@@ -32,7 +32,7 @@ MiB = 1 << 20
 F32 = 4  # gradient bytes per parameter: gantry reduces float32 gradients (2: bf16, a what-if below)
 
 # ---------------------------------------------------------------- measured inputs (this VM, 2 cores)
-# DCGAN 64x64 step, 1 thread, batch 16, today's networks (g_width 128, d_width 64): RESULTS.md,
+# DCGAN 64x64 step, 1 thread, batch 16, the networks of the time (g_width 128, d_width 64, before issue 11): RESULTS.md,
 # "DCGAN 64x64 training step, C++ vs Python" (dcgan_cpp_vs_python.sh), C++ median of five runs.
 CPU_STEP_MS_B16 = 1051.5
 # Control plane of branch ctrl (one 24-byte MPI_Iallreduce before every MPI collective): extra cost per
@@ -239,12 +239,12 @@ def main():
     D64, D128 = discriminator(64, 64, 3), discriminator(128, 64, 3)
     assert abs(params(D64) - 2.77e6) < 0.005e6, params(D64)  # RESULTS.md, grad_sync_bench: 2.77 M
     print("## Networks (64x64x3, parameters, float32 gradient MiB, forward MACs/image, GradSync buckets MiB)")
-    for name, t in (("G (g_width 128: 4x4x1024)", G), ("D today (d_width 64: 64..512)", D64),
-                    ("D issue 11 (d_width 128: 128..1024)", D128)):
+    for name, t in (("G (g_width 128: 4x4x1024)", G), ("D before issue 11 (d_width 64: 64..512)", D64),
+                    ("D since issue 11 (d_width 128: 128..1024)", D128)):
         bl = buckets(t)
         print(f"{name:38s} {params(t):>11,d} {params(t) * F32 / MiB:7.2f} MiB {fwd_macs(t) / 1e6:7.1f} M MACs"
               f"  buckets {[round(b[0] / MiB, 2) for b in bl]}")
-    for dn, D in (("today", D64), ("issue 11", D128)):
+    for dn, D in (("before issue 11", D64), ("since issue 11", D128)):
         m, _ = step_macs(G, D)
         print(f"step FLOPs per image, D {dn}: {2 * m / 1e9:.2f} GFLOP (2 x MACs; convolutions and the projection only)")
 

@@ -44,7 +44,10 @@ void add_common_keys(Schema& s, const std::vector<std::string>& recipes) {
                   "cores are all busy computing)",
                   {"auto", "on", "off"})
       .add_real("dist.timeout_s", 600, "longest wait in one collective before the job aborts naming the missing ranks",
-                1);
+                1)
+      .add_bool("dist.sync_batchnorm", false,
+                "BatchNorm statistics over the global batch in training steps (one small all-reduce per layer "
+                "forward and backward); false: each rank's own batch");
 }
 
 std::string stream_path_key(const std::string& stream) {
@@ -96,6 +99,7 @@ TrainOptions parse_train_options(const Config& c) {
   const std::string& overlap = c.str("dist.overlap");
   o.overlap = overlap == "on" ? OverlapMode::kOn : overlap == "off" ? OverlapMode::kOff : OverlapMode::kAuto;
   o.timeout_s = c.real("dist.timeout_s");
+  o.sync_batchnorm = c.flag("dist.sync_batchnorm");
   return o;
 }
 

@@ -57,6 +57,7 @@ struct TrainOptions {
   int64_t bucket_bytes = int64_t{25} << 20, first_bucket_bytes = int64_t{1} << 20;
   OverlapMode overlap = OverlapMode::kAuto;
   double timeout_s = 600;
+  bool sync_batchnorm = false;  // dist.sync_batchnorm (dist/batch_norm.h)
 
   // GradSync's options for gradients on `device` (overlap auto: on for GPUs only).
   GradSyncOptions sync_options(bool on_gpu) const;

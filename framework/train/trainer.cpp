@@ -14,6 +14,7 @@
 #include "core/errors.h"
 #include "core/fs.h"
 #include "core/log.h"
+#include "dist/batch_norm.h"
 #include "dist/grad_sync.h"
 #include "report/doctor.h"
 #include "report/image.h"
@@ -127,6 +128,7 @@ class Trainer {
   std::unique_ptr<GradSync> sync_;
   std::unique_ptr<StepContext> step_context_;
   std::unique_ptr<Recipe> recipe_;
+  std::shared_ptr<BatchNormSync> bn_sync_;    // dist.sync_batchnorm: enabled during train steps
   std::vector<std::vector<double>> base_lr_;  // per optimizer, per param group
   ResumePoint resumed_;
   int64_t step_ = 0;
@@ -162,7 +164,10 @@ int Trainer::run() {
     while (step_ < total) {
       set_learning_rates(step_);
       last_batches_ = next_batches();
-      meter_.add(recipe_->train_step(last_batches_));
+      {
+        BatchNormSync::Scope global_statistics(bn_sync_.get());  // null unless dist.sync_batchnorm
+        meter_.add(recipe_->train_step(last_batches_));
+      }
       const int64_t step = ++step_;
       if (every.log(step, total)) log_step(step);
       if (every.sample(step, total)) write_samples(step);
@@ -205,6 +210,13 @@ void Trainer::start_or_resume() {
   std::map<std::string, DataShape> shapes;
   for (const auto& st : s_.streams) shapes[st.name] = st.shape;
   recipe_ = s_.make_recipe(RecipeEnv{s_.config, shapes, s_.device, comm_, *sync_, *step_context_});
+  if (o_.sync_batchnorm) {
+    bn_sync_ = std::make_shared<BatchNormSync>(comm_);
+    int64_t layers = 0;
+    for (const auto& [name, net] : recipe_->networks()) layers += attach_batchnorm_sync(*net, bn_sync_, name);
+    if (layers == 0)
+      note("dist.sync_batchnorm: recipe '" + o_.recipe + "' has no BatchNorm layers, nothing to synchronise");
+  }
   for (const auto& [name, opt] : recipe_->optimizers()) {
     base_lr_.emplace_back();
     for (auto& g : opt->param_groups()) base_lr_.back().push_back(g.options().get_lr());

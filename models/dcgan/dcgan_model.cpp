@@ -22,7 +22,7 @@ GeneratorImpl::GeneratorImpl(const DcganOptions& o) {
   const int k = upsamplings(o);
   c0_ = o.g_width << (k - 1);  // 64x64: 128·8 = 1024 at 4x4
   project_ = register_module("project", nn::Linear(nn::LinearOptions(o.z_dim, c0_ * 16).bias(false)));
-  project_bn_ = register_module("project_bn", nn::BatchNorm2d(c0_));
+  project_bn_ = register_module("project_bn", BatchNorm(c0_));
   nn::Sequential body;
   int64_t c = c0_;
   for (int i = 0; i < k; ++i) {
@@ -30,7 +30,7 @@ GeneratorImpl::GeneratorImpl(const DcganOptions& o) {
     const int64_t out = last ? o.channels : c / 2;
     body->push_back(nn::ConvTranspose2d(nn::ConvTranspose2dOptions(c, out, 4).stride(2).padding(1).bias(last)));
     if (!last) {
-      body->push_back(nn::BatchNorm2d(out));
+      body->push_back(BatchNorm(out));
       body->push_back(nn::ReLU());
     }
     c = out;
@@ -50,7 +50,7 @@ DiscriminatorImpl::DiscriminatorImpl(const DcganOptions& o) {
   int64_t c = o.channels, out = o.d_width;
   for (int i = 0; i < k; ++i) {  // resolution → 4x4
     body->push_back(nn::Conv2d(nn::Conv2dOptions(c, out, 4).stride(2).padding(1).bias(i == 0)));
-    if (i > 0) body->push_back(nn::BatchNorm2d(out));  // none on the input layer
+    if (i > 0) body->push_back(BatchNorm(out));  // none on the input layer
     body->push_back(nn::LeakyReLU(nn::LeakyReLUOptions().negative_slope(0.2)));
     c = out;
     out *= 2;

@@ -3,14 +3,17 @@
 //                  k transposed convs 4x4 / stride 2 halving channels (BN, ReLU) → channels, tanh.
 //                  64x64: 4x4x1024 → 8x8x512 → 16x16x256 → 32x32x128 → 64x64x3 with g_width 128.
 //   Discriminator: k+1 convs 4x4 / stride 2 from d_width channels, doubling (BN except on the first),
+//                  64x64: 128 → 256 → 512 → 1024 with d_width 128, the generator mirrored (the authors' code),
 //                  LeakyReLU 0.2 → a 4x4 valid conv to one logit. No pooling, no hidden FC layers.
-// Weights N(0, 0.02), BatchNorm scale N(1, 0.02) and shift 0 (dcgan_init).
+// Weights N(0, 0.02), BatchNorm scale N(1, 0.02) and shift 0 (dcgan_init). BatchNorm is gantry's
+// (dist/batch_norm.h): local statistics, or the global batch's with dist.sync_batchnorm.
 #pragma once
 
 #include <torch/nn/module.h>
-#include <torch/nn/modules/batchnorm.h>
 #include <torch/nn/modules/container/sequential.h>
 #include <torch/nn/modules/linear.h>
+
+#include "dist/batch_norm.h"
 
 namespace gantry::dcgan {
 
@@ -18,8 +21,8 @@ struct DcganOptions {
   int64_t resolution = 64;  // 32 or 64
   int64_t channels = 3;
   int64_t z_dim = 100;
-  int64_t g_width = 128;    // generator channels at the last hidden layer (4x4 stage has g_width·2^k)
-  int64_t d_width = 64;     // discriminator channels at the first layer
+  int64_t g_width = 128;  // generator channels at the last hidden layer (4x4 stage has g_width·2^k)
+  int64_t d_width = 128;  // discriminator channels at the first layer (128: mirrors the generator)
 };
 
 class GeneratorImpl : public torch::nn::Module {
@@ -28,7 +31,7 @@ class GeneratorImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& z);  // (B, z_dim) → (B, C, R, R) in [-1, 1]
  private:
   torch::nn::Linear project_{nullptr};
-  torch::nn::BatchNorm2d project_bn_{nullptr};
+  BatchNorm project_bn_{nullptr};
   torch::nn::Sequential body_{nullptr};
   int64_t c0_ = 0;  // channels at 4x4
 };

@@ -154,7 +154,8 @@ RecipeInfo recipe_info() {
                          {"uniform", "normal"})
                 .add_int("dcgan.z_dim", 100, "latent dimensions", 1)
                 .add_int("dcgan.g_width", 128, "generator channels before the output layer (x8 at 4x4 for 64x64)", 1)
-                .add_int("dcgan.d_width", 64, "discriminator channels at its first layer", 1)
+                .add_int("dcgan.d_width", 128,
+                         "discriminator channels at its first layer (128: the generator mirrored)", 1)
                 .add_real("dcgan.beta1", 0.5, "Adam beta1", 0, 1)
                 .add_real("dcgan.ema", 0,
                           "decay of an exponential moving average of the generator for sampling (0: off)", 0, 0.99999);

@@ -5,6 +5,8 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "dist/batch_norm.h"
+
 namespace gantry::fgan {
 
 namespace nn = torch::nn;
@@ -25,10 +27,10 @@ MlpGeneratorImpl::MlpGeneratorImpl(const MlpGeneratorOptions& o) {
   if (o.z_dim < 1 || o.hidden < 1 || o.out < 1) throw std::invalid_argument("MlpGenerator: sizes must be positive");
   nn::Sequential body;
   body->push_back(linear(o.z_dim, o.hidden, o.init_scale));
-  body->push_back(nn::BatchNorm1d(o.hidden));
+  body->push_back(BatchNorm(o.hidden));
   body->push_back(nn::ReLU());
   body->push_back(linear(o.hidden, o.hidden, o.init_scale));
-  body->push_back(nn::BatchNorm1d(o.hidden));
+  body->push_back(BatchNorm(o.hidden));
   body->push_back(nn::ReLU());
   body->push_back(linear(o.hidden, o.out, o.init_scale));
   body->push_back(nn::Sigmoid());

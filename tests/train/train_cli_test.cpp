@@ -320,7 +320,8 @@ TEST_F(TrainCli, MicroBatchesAccumulateToTheSameStep) {
 
 // Every recipe honours train.micro_batches through the step context: one rank with the batch in two
 // micro-batches takes the step two ranks take with one half each (the same rows meet the same
-// BatchNorm batches), for DCGAN (two players, alternating updates) and f-GAN (the single step).
+// BatchNorm batches), for DCGAN (two players, alternating updates) and f-GAN (the single step); and one
+// rank with the whole batch takes the step of two ranks with dist.sync_batchnorm.
 TEST_F(TrainCli, GanMicroBatchesOnOneRankMatchTwoRanks) {
   auto max_diff = [](torch::nn::Module& a, torch::nn::Module& b) {
     auto pa = a.named_parameters(), pb = b.named_parameters();
@@ -331,10 +332,14 @@ TEST_F(TrainCli, GanMicroBatchesOnOneRankMatchTwoRanks) {
   const std::string dcgan = " train --config " + std::string(GANTRY_SOURCE_DIR) +
                             "/experiments/dcgan_fashion_mnist.ini --data.path " + data("train32") +
                             " --train.steps 6 --train.batch_size 16 --train.threads 1 --train.checkpoint_every 6"
-                            " --train.sample_every 0 --dcgan.g_width 8 --dcgan.d_width 8 --run-dir ";
+                            " --train.log_every 1 --train.sample_every 0 --dcgan.g_width 8 --dcgan.d_width 8"
+                            " --run-dir ";
   ASSERT_EQ(run_command(kGantry + dcgan + run_dir("dm1") + " --train.micro_batches 2").exit_code, 0);
   ASSERT_EQ(run_command(kMpirun + " -n 2 " + kGantry + dcgan + run_dir("dm2")).exit_code, 0);
   ASSERT_EQ(run_command(kGantry + dcgan + run_dir("dm0")).exit_code, 0);  // one micro-batch of 16: not the same
+  // ... but what two ranks see with BatchNorm statistics over both halves (dist.sync_batchnorm, below).
+  ASSERT_EQ(
+      run_command(kMpirun + " -n 2 " + kGantry + dcgan + run_dir("dm2s") + " --dist.sync_batchnorm true").exit_code, 0);
   dcgan::DcganOptions o;
   o.resolution = 32;
   o.channels = 1;
@@ -349,6 +354,21 @@ TEST_F(TrainCli, GanMicroBatchesOnOneRankMatchTwoRanks) {
   EXPECT_LT(max_diff(*g1, *g2), 1e-4);
   EXPECT_LT(max_diff(*d1, *d2), 1e-4);
   EXPECT_GT(max_diff(*g1, *g0), 1e-3);  // BatchNorm over 16 rows instead of 8: a different step
+  // dist.sync_batchnorm through the CLI: the first step's discriminator outputs (before any update) on 2
+  // ranks are one rank's on the whole batch, and not what per-rank statistics give. (Whole trajectories
+  // are compared in test_dcgan_mpi: here Adam's first step, lr·sign(g), turns the last-bit difference of
+  // an entry whose gradient is ~0 into a 2·lr difference, which the GAN then spreads.)
+  auto first_step = [&](const std::string& run) {
+    std::ifstream in(run_dir(run) + "/metrics.jsonl");
+    std::string line;
+    std::getline(in, line);
+    return nlohmann::json::parse(line);
+  };
+  const auto one = first_step("dm0"), synced = first_step("dm2s"), local = first_step("dm2");
+  for (const char* k : {"loss_d", "d_real", "d_fake"}) {
+    EXPECT_NEAR(synced[k].get<double>(), one[k].get<double>(), 1e-6) << k;
+    EXPECT_GT(std::abs(local[k].get<double>() - one[k].get<double>()), 1e-4) << k;
+  }
 
   const std::string fgan = " train --config " + std::string(GANTRY_SOURCE_DIR) +
                            "/experiments/fgan_gauss_mixture.ini --train.steps 20 --train.batch_size 128"
