@@ -268,9 +268,9 @@ RecipeInfo recipe_info() {
         .add_int("fgan.z_dim", 100, "latent dimensions (mlp, dcgan)", 1)
         .add_int("fgan.g_hidden", 1200, "mlp generator: units per hidden layer", 1)
         .add_int("fgan.v_hidden", 240, "mlp / gaussian variational function: units per hidden layer", 1)
-        .add_real("fgan.g_init", 0.05, "mlp generator: weights N(0, scale^2) (0: LibTorch default)", 0)
+        .add_real("fgan.g_init", 0.05, "mlp generator: weights uniform in +-g_init, biases 0 (0: LibTorch default)", 0)
         .add_real("fgan.v_init", 0.005,
-                  "mlp / gaussian variational function: weights N(0, scale^2) (0: LibTorch default)", 0)
+                  "mlp / gaussian variational function: weights uniform in +-v_init, biases 0 (0: LibTorch default)", 0)
         .add_int("fgan.g_width", 128, "dcgan generator channels before the output layer", 1)
         .add_int("fgan.d_width", 64, "dcgan discriminator channels at its first layer", 1)
         .add_real("fgan.beta1", 0.5, "Adam beta1", 0, 1)

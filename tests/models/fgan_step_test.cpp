@@ -245,6 +245,41 @@ TEST(FganRecipe, DcganNetworksTrainOnImagesAndSampleGrids) {
   EXPECT_THROW(FganRun(bad, *world, DataShape{1, 28, 28, false}), UsageError);  // DCGAN needs 32 or 64
 }
 
+// The MNIST pair's linear layers: weights U(-scale, scale) (pylearn2's `irange`, Goodfellow et al.'s
+// mnist.yaml): none beyond the scale, standard deviation scale/sqrt(3), half of them inside scale/2 (a
+// normal of that standard deviation has 61% there), biases 0. Scale 0 keeps LibTorch's default.
+std::vector<torch::nn::LinearImpl*> linear_layers(torch::nn::Module& net) {
+  std::vector<torch::nn::LinearImpl*> out;
+  for (const auto& m : net.modules(/*include_self=*/false))
+    if (auto* l = m->as<torch::nn::LinearImpl>()) out.push_back(l);
+  return out;
+}
+
+TEST(FganModel, MlpWeightsAreUniformWithinTheirScale) {
+  torch::manual_seed(3);
+  MlpGenerator g(MlpGeneratorOptions{});
+  MlpVariational v(MlpVariationalOptions{});
+  for (const auto& [net, scale] : {std::pair<torch::nn::Module*, double>{g.get(), 0.05}, {v.get(), 0.005}}) {
+    const auto layers = linear_layers(*net);
+    EXPECT_EQ(layers.size(), 3u);
+    for (size_t i = 0; i < layers.size(); ++i) {
+      auto* l = layers[i];
+      const auto w = l->weight.detach().to(torch::kFloat64);
+      const std::string what = "scale " + std::to_string(scale) + ", linear layer " + std::to_string(i);
+      EXPECT_EQ(l->bias.abs().max().item<double>(), 0.0) << what;
+      EXPECT_LE(w.abs().max().item<double>(), scale) << what;
+      if (w.numel() < 10000) continue;  // V's last layer: 240 weights, too few for the moments below
+      EXPECT_GT(w.abs().max().item<double>(), 0.999 * scale) << what;
+      EXPECT_NEAR(w.std().item<double>(), scale / std::sqrt(3.0), 0.01 * scale / std::sqrt(3.0)) << what;
+      EXPECT_NEAR((w.abs() < 0.5 * scale).to(torch::kFloat64).mean().item<double>(), 0.5, 0.01) << what;
+    }
+  }
+  MlpVariationalOptions library_default;
+  library_default.init_scale = 0;
+  MlpVariational d(library_default);
+  for (auto* l : linear_layers(*d)) EXPECT_GT(l->bias.abs().max().item<double>(), 0.0);
+}
+
 TEST(MixtureSource, SamplesThePaperMixtureAndSlicesTheGlobalBatch) {
   SourceSpec one{0, 1, 4096, 5};
   MixtureSource full(paper_mixture(), one, 0, {});
