@@ -280,6 +280,32 @@ TEST(FganModel, MlpWeightsAreUniformWithinTheirScale) {
   for (auto* l : linear_layers(*d)) EXPECT_GT(l->bias.abs().max().item<double>(), 0.0);
 }
 
+// eval_F_var is the sampling variance of eval_F: over repeated evaluations on fresh held-out and generated
+// samples, eval_F spreads by what eval_F_var says (300 repeats: the spread's own error is 8%).
+TEST(FganRecipe, EvalFVarianceIsTheSpreadOfEvalFOverFreshSamples) {
+  auto world = make_world_of_one();
+  for (const char* div : {"kl", "pearson", "jeffrey"}) {
+    Config c = fgan_config(
+        {{"fgan.model", "gaussian"}, {"fgan.v_hidden", "16"}, {"fgan.v_init", "0.5"}, {"fgan.divergence", div}});
+    FganRun run(c, *world, {1, 1, 1, false}, one_bucket());
+    MixtureSource held_out(paper_mixture(), SourceSpec{0, 1, 256, 9}, 1, {});
+    at::Generator gen = keyed_generator(0, 2);
+    std::vector<double> F, var;
+    for (int i = 0; i < 300; ++i) {
+      for (const auto& [key, value] : run.recipe->evaluate(held_out, 2, gen)) {
+        if (key == "eval_F") F.push_back(value.item<double>());
+        if (key == "eval_F_var") var.push_back(value.item<double>());
+      }
+    }
+    ASSERT_EQ(F.size(), 300u);
+    ASSERT_EQ(var.size(), 300u);
+    const auto spread = torch::tensor(F, torch::kFloat64).var().item<double>();
+    const auto predicted = torch::tensor(var, torch::kFloat64).mean().item<double>();
+    EXPECT_GT(predicted, 0.0) << div;
+    EXPECT_NEAR(spread / predicted, 1.0, 0.25) << div << ": spread " << spread << ", eval_F_var " << predicted;
+  }
+}
+
 TEST(MixtureSource, SamplesThePaperMixtureAndSlicesTheGlobalBatch) {
   SourceSpec one{0, 1, 4096, 5};
   MixtureSource full(paper_mixture(), one, 0, {});
