@@ -11,7 +11,7 @@ n=${1:-2}
 shift || true
 out=${GANTRY_OUT:-runs/fgan_gauss_mixture}
 mkdir -p "$out"
-for d in kl reverse_kl pearson neyman hellinger js gan; do
+for d in kl reverse_kl pearson neyman hellinger js gan jeffrey; do
   echo "== $d"
   bash "$here/launch/mpirun.sh" "$n" --config "$here/experiments/fgan_gauss_mixture.ini" \
     --run-dir "$out/$d" --resume none --fgan.divergence "$d" "$@" >"$out/$d.log" 2>&1 ||

@@ -36,6 +36,63 @@ torch::Tensor log1mexp_t(const torch::Tensor& x) {
   return torch::where(x > -kLog2, near_zero, far);
 }
 
+// ---- Lambert W of e^y ----
+// Newton's method for s = log W(e^y), the root of s + e^s = y: the left side is convex and increasing in s,
+// so the iterates converge from any start (monotonically after at most one overshoot). From the starts
+// below (log sigmoid(y) for y <= 1; the asymptotic W ~ y - log y + log y / y above, exact at y = 1) six
+// steps reach double precision for every y (tested).
+constexpr int kLambertNewtonSteps = 6;
+
+template <class T>
+T lambert_newton(T s, const T& y) {
+  using std::exp;
+  for (int i = 0; i < kLambertNewtonSteps; ++i) {
+    const T e = exp(s);
+    s = s - (s + e - y) / (e + 1.0);
+  }
+  return s;
+}
+
+double lambert_log_w_start(double y) {
+  if (y <= 1.0) return y - softplus(y);
+  const double l = std::log(y);
+  return std::log(y - l + l / y);
+}
+
+torch::Tensor lambert_log_w_start_t(const torch::Tensor& y) {
+  const auto big = torch::clamp_min(y, 1.0), l = torch::log(big);
+  return torch::where(y <= 1.0, y - softplus_t(torch::clamp_max(y, 1.0)), torch::log(big - l + l / big));
+}
+
+// Newton in float64 under no_grad; the gradient from the saved output: d log w / dy = 1 / (1 + w), itself
+// differentiable through the output (second derivatives are right too).
+struct LambertLogWExp : public torch::autograd::Function<LambertLogWExp> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& y) {
+    const auto y64 = y.to(torch::kFloat64);
+    auto s = lambert_newton(lambert_log_w_start_t(y64), y64).to(y.scalar_type());
+    ctx->save_for_backward({s});
+    return s;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad) {
+    const auto s = ctx->get_saved_variables()[0];
+    return {grad[0] / (torch::exp(s) + 1.0)};
+  }
+};
+
+// Jeffrey's f*(t) = w + 1/w + t - 2 with w = W(e^{1-t}) (the table's form). Since w + log w = 1 - t it is
+// 1/w - log w - 1 = expm1(-s) - s with s = log w: no cancellation of w against t for very negative t, finite
+// wherever f* is, and its autograd derivative (e^{-s} + 1)/(1 + w) = 1/w (the u with f'(u) = t) forms no
+// 1/w^2 on the way.
+double jeffrey_conjugate(double t) {
+  const double s = lambert_log_w_exp(1.0 - t);
+  return std::expm1(-s) - s;
+}
+torch::Tensor jeffrey_conjugate_t(const torch::Tensor& t) {
+  const auto s = lambert_log_w_exp(1.0 - t);
+  return torch::expm1(-s) - s;
+}
+
 Interval below(double upper) {
   return Interval{-kInf, upper, false, false};
 }
@@ -171,6 +228,25 @@ Divergence make_gan() {
   return d;
 }
 
+// Jeffrey = KL + reverse KL: q f(p/q) = (p - q) log(p/q).
+Divergence make_jeffrey() {
+  Divergence d;
+  d.kind = Kind::kJeffrey;
+  d.name = "jeffrey";
+  d.display_name = "Jeffrey";
+  d.f = [](double u) { return (u - 1.0) * std::log(u); };
+  d.f_prime = [](double u) { return std::log(u) + 1.0 - 1.0 / u; };
+  d.activation = [](double v) { return v; };
+  d.conjugate = jeffrey_conjugate;
+  d.conjugate_domain = real_line();
+  d.f_prime_at_one = 0.0;  // log 1 + 1 - 1/1 (shared/REFERENCES.md's table says 1; see README)
+  d.slope_at_infinity = kInf;
+  d.activation_t = [](const torch::Tensor& v) { return v.clone(); };
+  d.conjugate_t = jeffrey_conjugate_t;
+  d.conjugate_of_activation_t = jeffrey_conjugate_t;
+  return d;
+}
+
 Divergence make_total_variation() {
   Divergence d;
   d.kind = Kind::kTotalVariation;
@@ -190,9 +266,9 @@ Divergence make_total_variation() {
 }
 
 const std::vector<Divergence>& table() {
-  static const std::vector<Divergence> all = {make_kl(),     make_reverse_kl(),     make_pearson(),
-                                              make_neyman(), make_hellinger(),      make_js(),
-                                              make_gan(),    make_total_variation()};
+  static const std::vector<Divergence> all = {make_kl(),     make_reverse_kl(), make_pearson(),
+                                              make_neyman(), make_hellinger(),  make_js(),
+                                              make_gan(),    make_jeffrey(),    make_total_variation()};
   return all;
 }
 
@@ -243,9 +319,23 @@ const Divergence& divergence_by_name(const std::string& name) {
   throw std::invalid_argument("unknown f-divergence '" + name + "'; choose one of: " + names);
 }
 
+double lambert_log_w_exp(double y) {
+  return lambert_newton(lambert_log_w_start(y), y);
+}
+double lambert_w_exp(double y) {
+  return std::exp(lambert_log_w_exp(y));
+}
+torch::Tensor lambert_log_w_exp(const torch::Tensor& y) {
+  return LambertLogWExp::apply(y);
+}
+torch::Tensor lambert_w_exp(const torch::Tensor& y) {
+  return torch::exp(lambert_log_w_exp(y));
+}
+
 const std::vector<Kind>& all_kinds() {
-  static const std::vector<Kind> kinds = {Kind::kKl,        Kind::kReverseKl, Kind::kPearson, Kind::kNeyman,
-                                          Kind::kHellinger, Kind::kJs,        Kind::kGan,     Kind::kTotalVariation};
+  static const std::vector<Kind> kinds = {Kind::kKl,     Kind::kReverseKl, Kind::kPearson,
+                                          Kind::kNeyman, Kind::kHellinger, Kind::kJs,
+                                          Kind::kGan,    Kind::kJeffrey,   Kind::kTotalVariation};
   return kinds;
 }
 

@@ -24,14 +24,15 @@ struct Interval {
   std::string describe() const;  // e.g. "(-inf, 0)", "[-0.5, 0.5]"
 };
 
-enum class Kind { kKl, kReverseKl, kPearson, kNeyman, kHellinger, kJs, kGan, kTotalVariation };
+enum class Kind { kKl, kReverseKl, kPearson, kNeyman, kHellinger, kJs, kGan, kJeffrey, kTotalVariation };
 
 struct Divergence {
   using Scalar = std::function<double(double)>;
   using Elementwise = std::function<torch::Tensor(const torch::Tensor&)>;
 
   Kind kind;
-  std::string name;           // lookup key: "kl", "reverse_kl", "pearson", "neyman", "hellinger", "js", "gan", "tv"
+  std::string name;           // lookup key: "kl", "reverse_kl", "pearson", "neyman", "hellinger", "js", "gan",
+                              // "jeffrey", "tv"
   std::string display_name;   // e.g. "Kullback-Leibler"
   Scalar f;                   // generator function, u >= 0, f(1) = 0
   Scalar f_prime;             // f'(u), u > 0 (TV: the subgradient 0 at u = 1)
@@ -54,5 +55,15 @@ const Divergence& divergence(Kind kind);
 // Throws std::invalid_argument naming the valid names.
 const Divergence& divergence_by_name(const std::string& name);
 const std::vector<Kind>& all_kinds();  // in the table's order, total variation last
+
+// The principal branch of Lambert W at e^y, for any finite y: the w > 0 with w + log w = y, found without
+// forming e^y (Jeffrey's conjugate needs W(e^{1-t}), whose argument overflows for t < -709 and underflows
+// for t > 746). lambert_log_w_exp returns log w (= y - w), which stays finite where w underflows (y < -745).
+// The tensor versions work elementwise in float64 whatever the input's dtype (the result has the input's
+// dtype) and are differentiable: d log w / dy = 1 / (1 + w), so dW(e^y)/dy = w / (1 + w).
+double lambert_log_w_exp(double y);
+double lambert_w_exp(double y);
+torch::Tensor lambert_log_w_exp(const torch::Tensor& y);
+torch::Tensor lambert_w_exp(const torch::Tensor& y);
 
 }  // namespace gantry::fgan

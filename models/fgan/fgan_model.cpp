@@ -12,11 +12,13 @@ namespace gantry::fgan {
 namespace nn = torch::nn;
 
 namespace {
+// Weights U(-scale, scale), biases 0: pylearn2's `irange` initialisation, which Goodfellow et al.'s MNIST
+// GAN (adversarial/mnist.yaml) uses and f-GAN reuses. scale 0 keeps LibTorch's default.
 nn::Linear linear(int64_t in, int64_t out, double scale) {
   nn::Linear l(in, out);
   if (scale > 0) {
     torch::NoGradGuard no_grad;
-    l->weight.normal_(0.0, scale);
+    l->weight.uniform_(-scale, scale);
     l->bias.zero_();
   }
   return l;

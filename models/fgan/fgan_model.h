@@ -4,7 +4,9 @@
 //   MNIST pair (paper, Sec. 4 / appendix):
 //     MlpGenerator    z ~ U(-1,1)^100 → Linear 1200 → BN → ReLU → Linear 1200 → BN → ReLU → Linear 784 → sigmoid
 //     MlpVariational  784 → Linear 240 → ELU → Linear 240 → ELU → Linear 1
-//     weights N(0, init_scale²) (paper: 0.05 generator, 0.005 variational function), biases 0.
+//     weights U(−init_scale, init_scale), biases 0: 0.05 in the generator, 0.005 in the variational function,
+//     the initialisation of Goodfellow et al. 2014's MNIST GAN (adversarial repository, mnist.yaml, pylearn2's
+//     `irange`: uniform in ±irange), which f-GAN reuses.
 //   1-D experiment (paper, Sec. 5.1): GaussianGenerator x = μ + σ·z, z ~ N(0, 1), learned (μ, log σ);
 //     a small MLP variational function (1 → 64 → 64 → 1, tanh).
 //   LSUN: the DCGAN generator and discriminator (models/dcgan), the discriminator's logit being V.
@@ -19,7 +21,7 @@ namespace gantry::fgan {
 
 struct MlpGeneratorOptions {
   int64_t z_dim = 100, hidden = 1200, out = 784;
-  double init_scale = 0.05;
+  double init_scale = 0.05;  // weights U(-init_scale, init_scale), biases 0; 0: LibTorch's default initialisation
 };
 
 class MlpGeneratorImpl : public torch::nn::Module {
@@ -34,7 +36,7 @@ TORCH_MODULE(MlpGenerator);
 struct MlpVariationalOptions {
   int64_t in = 784, hidden = 240, layers = 2;  // hidden layers
   std::string activation = "elu";              // elu | tanh
-  double init_scale = 0.005;                   // 0: LibTorch's default initialisation
+  double init_scale = 0.005;                   // as MlpGeneratorOptions::init_scale
 };
 
 class MlpVariationalImpl : public torch::nn::Module {

@@ -115,17 +115,25 @@ class FganRecipe : public Recipe {
   }
 
   // F on held-out real samples against fresh generated ones (a lower bound on D_f(P‖Q_θ) up to V's
-  // capacity). The 1-D model also reports θ = (μ, σ), D_f(P‖Q_θ) by quadrature, and the optimum θ*.
+  // capacity), and its sampling variance from the per-sample terms: F = mean_P T − mean_Q f*(T) over
+  // independent samples, so Var F = Var_P T / n_P + Var_Q f*(T) / n_Q. Each rank's share is divided by
+  // the world size, so the trainer's average over ranks is the variance of their averaged F.
+  // The 1-D model also reports θ = (μ, σ), D_f(P‖Q_θ) by quadrature, and the optimum θ*.
   Losses evaluate(BatchSource& eval, int64_t batches, at::Generator& gen) override {
     torch::NoGradGuard no_grad;
-    auto sum = torch::zeros({}, torch::TensorOptions(device_).dtype(torch::kFloat64));
+    std::vector<torch::Tensor> real_T, fake_conj_T;  // per sample, float64
     for (int64_t i = 0; i < batches; ++i) {
       Batch b = eval.next();
       auto real = input(b);
       auto fake = g_.forward(latent(real.size(0), gen).to(device_));
-      sum += objective(div_, v_.forward(real), v_.forward(fake)).F.to(torch::kFloat64);
+      real_T.push_back(div_.activation_t(v_.forward(real)).to(torch::kFloat64));
+      fake_conj_T.push_back(div_.conjugate_of_activation_t(v_.forward(fake)).to(torch::kFloat64));
     }
-    Losses out = {{"eval_F", sum / static_cast<double>(std::max<int64_t>(1, batches))}};
+    const auto real_terms = torch::cat(real_T), fake_terms = torch::cat(fake_conj_T);
+    const auto [var_real, mean_real] = torch::var_mean(real_terms);
+    const auto [var_fake, mean_fake] = torch::var_mean(fake_terms);
+    const double n = static_cast<double>(real_terms.size(0));  // = n_Q
+    Losses out = {{"eval_F", mean_real - mean_fake}, {"eval_F_var", (var_real + var_fake) / (n * world_)}};
     auto scalar = [](double v) { return torch::tensor(v, torch::kFloat64); };
     if (gaussian_) {
       const double mu = gaussian_->mu(), sigma = gaussian_->sigma();
@@ -268,9 +276,9 @@ RecipeInfo recipe_info() {
         .add_int("fgan.z_dim", 100, "latent dimensions (mlp, dcgan)", 1)
         .add_int("fgan.g_hidden", 1200, "mlp generator: units per hidden layer", 1)
         .add_int("fgan.v_hidden", 240, "mlp / gaussian variational function: units per hidden layer", 1)
-        .add_real("fgan.g_init", 0.05, "mlp generator: weights N(0, scale^2) (0: LibTorch default)", 0)
+        .add_real("fgan.g_init", 0.05, "mlp generator: weights uniform in +-g_init, biases 0 (0: LibTorch default)", 0)
         .add_real("fgan.v_init", 0.005,
-                  "mlp / gaussian variational function: weights N(0, scale^2) (0: LibTorch default)", 0)
+                  "mlp / gaussian variational function: weights uniform in +-v_init, biases 0 (0: LibTorch default)", 0)
         .add_int("fgan.g_width", 128, "dcgan generator channels before the output layer", 1)
         .add_int("fgan.d_width", 64, "dcgan discriminator channels at its first layer", 1)
         .add_real("fgan.beta1", 0.5, "Adam beta1", 0, 1)

@@ -1,7 +1,9 @@
 // The f-GAN recipe under mpiexec -n 2 and -n 4: W ranks with B/W samples each take the same steps as
 // one rank with the whole batch B (computed on every rank locally as the reference), and the single
-// step makes one collective per step at any world size.
+// step makes one collective per step at any world size; the held-out F's variance over ranks.
 #include <gtest/gtest.h>
+
+#include <cmath>
 
 #include "fgan/mixture_source.h"
 #include "models/fgan_testing.h"
@@ -49,6 +51,29 @@ TEST(FganMpi, RanksWithHalfTheBatchMatchOneRankWithAllOfIt) {
       }
     }
   }
+}
+
+// eval_F_var on W ranks, averaged over ranks as the trainer does, is the variance of the averaged eval_F:
+// the same as one rank's on the whole global batch (up to the ranks' own generated samples, 5%).
+TEST(FganMpi, EvalFVarianceAveragedOverRanksIsTheVarianceOfTheGlobalF) {
+  auto comm = mpi_comm();
+  Config c = fgan_config(
+      {{"fgan.model", "gaussian"}, {"fgan.v_hidden", "16"}, {"fgan.v_init", "0.5"}, {"fgan.divergence", "kl"}});
+  auto eval_F_var = [](Recipe& recipe, const SourceSpec& spec, at::Generator gen) {
+    MixtureSource held_out(paper_mixture(), spec, 1, {});
+    for (const auto& [key, value] : recipe.evaluate(held_out, 8, gen))
+      if (key == "eval_F_var") return value.to(torch::kFloat64).reshape({1});
+    return torch::full({1}, std::nan(""), torch::kFloat64);
+  };
+  FganRun parallel(c, *comm, {1, 1, 1, false}, one_bucket());
+  auto got = eval_F_var(*parallel.recipe, SourceSpec{comm->rank(), comm->world_size(), 4096, 3},
+                        keyed_generator(0, 5, static_cast<uint64_t>(comm->rank())));
+  comm->all_reduce(got, ReduceOp::kAverage);
+  auto one = make_world_of_one();
+  FganRun reference(c, *one, {1, 1, 1, false}, one_bucket());
+  const double want =
+      eval_F_var(*reference.recipe, SourceSpec{0, 1, 4096, 3}, keyed_generator(0, 5, 99)).item<double>();
+  EXPECT_NEAR(got.item<double>() / want, 1.0, 0.05) << "ranks " << comm->world_size();
 }
 
 }  // namespace
