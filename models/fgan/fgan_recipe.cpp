@@ -280,7 +280,7 @@ RecipeInfo recipe_info() {
         .add_real("fgan.v_init", 0.005,
                   "mlp / gaussian variational function: weights uniform in +-v_init, biases 0 (0: LibTorch default)", 0)
         .add_int("fgan.g_width", 128, "dcgan generator channels before the output layer", 1)
-        .add_int("fgan.d_width", 64, "dcgan discriminator channels at its first layer", 1)
+        .add_int("fgan.d_width", 128, "dcgan discriminator channels at its first layer (128: DCGAN's)", 1)
         .add_real("fgan.beta1", 0.5, "Adam beta1", 0, 1)
         .add_real("fgan.mu0", 0.0, "gaussian: initial mu")
         .add_real("fgan.sigma0", 1.0, "gaussian: initial sigma", 1e-6);
