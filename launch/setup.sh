@@ -25,6 +25,7 @@ packages=(
   build-essential cmake pkg-config git
   libtorch-dev                     # LibTorch 1.13 (CPU)
   python3-torch python3-h5py python3-numpy   # Python baselines for benchmarks; h5py reads shards
+  python3-scipy                    # tests/eval: the Fréchet distance against scipy.linalg.sqrtm
   python3-matplotlib               # launch/plot.py: loss curves from metrics.jsonl
   libopenmpi-dev openmpi-bin       # MPI launch, rank discovery, CPU all-reduce
   libhdf5-dev                      # shards

@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   at::set_num_threads(std::atoi(argv[3]));
   torch::manual_seed(0);
   gantry::vae::VaeOptions o;
+  o.likelihood = gantry::vae::Likelihood::kBernoulli;  // vae_step.py's decoder
   if (arch == "conv") {
     o.arch = gantry::vae::Arch::kConv;
     o.height = o.width = 32;

@@ -6,8 +6,8 @@
 #include <cmath>
 
 #include "core/errors.h"
-#include "train/fused_adam.h"
 #include "report/image.h"
+#include "train/fused_adam.h"
 #include "vae/vae_model.h"
 
 namespace gantry::vae {
@@ -26,8 +26,10 @@ class VaeRecipe : public Recipe {
     VaeOptions o;
     o.arch = c.str("vae.arch") == "conv" ? Arch::kConv : Arch::kMlp;
     std::string lik = c.str("vae.likelihood");
-    if (lik == "auto") lik = env.shape().channels == 1 ? "bernoulli" : "gaussian";
-    o.likelihood = lik == "bernoulli" ? Likelihood::kBernoulli : Likelihood::kGaussian;
+    o.likelihood = lik == "bernoulli"     ? Likelihood::kBernoulli
+                   : lik == "gaussian"    ? Likelihood::kGaussian
+                   : lik == "categorical" ? Likelihood::kCategorical
+                                          : Likelihood::kLogistic;
     o.channels = env.shape().channels;
     o.height = env.shape().height;
     o.width = env.shape().width;
@@ -41,7 +43,8 @@ class VaeRecipe : public Recipe {
     model_->to(device_);
     optimizer_ = std::make_unique<FusedAdam>(
         model_->parameters(), torch::optim::AdamOptions(c.real("train.lr")).betas({c.real("vae.beta1"), 0.999}));
-    dims_ = static_cast<double>(o.channels * o.height * o.width);
+    dims_ = o.channels * o.height * o.width;
+    iwae_k_ = c.int64("vae.iwae_k");
     env.sync.add_group("vae", {model_.ptr()});
   }
 
@@ -83,11 +86,14 @@ class VaeRecipe : public Recipe {
     return model_->mean_image(model_->decode(z)).cpu();
   }
 
-  // Held-out negative ELBO (one posterior sample per image), and bits/dim = nats / (D ln 2).
+  // Held-out negative ELBO (closed-form KL, one posterior sample per image) in nats per image, and with
+  // vae.iwae_k > 0 the importance-weighted bound. Bits/dim (nats / (D ln 2)) only for the decoders that
+  // are distributions of the 8-bit image (logistic, categorical): then both are bounds on its code length.
   Losses evaluate(BatchSource& eval, int64_t batches, at::Generator& gen) override {
     torch::NoGradGuard no_grad;
     model_->eval();
-    auto sum = torch::zeros({}, torch::TensorOptions(device_).dtype(torch::kFloat64)), recon = sum.clone();
+    auto zero = torch::zeros({}, torch::TensorOptions(device_).dtype(torch::kFloat64));
+    auto sum = zero.clone(), recon = zero.clone(), iwae = zero.clone();
     int64_t n = 0;
     for (int64_t i = 0; i < batches; ++i) {
       Batch b = eval.next();
@@ -95,13 +101,18 @@ class VaeRecipe : public Recipe {
       auto terms = model_->elbo(x, model_->forward(x, latent_noise(x.size(0), gen)));
       sum += terms.loss.to(torch::kFloat64) * static_cast<double>(x.size(0));
       recon += terms.recon.to(torch::kFloat64) * static_cast<double>(x.size(0));
+      if (iwae_k_ > 0) iwae -= model_->iwae(x, iwae_k_, gen).sum();
       n += x.size(0);
     }
     model_->train();
-    auto nelbo = sum / static_cast<double>(n);
-    return {{"eval_loss", nelbo},
-            {"eval_recon", recon / static_cast<double>(n)},
-            {"eval_bits_per_dim", nelbo / (dims_ * std::log(2.0))}};
+    const double count = static_cast<double>(n);
+    Losses out{{"eval_loss", sum / count}, {"eval_recon", recon / count}};
+    if (iwae_k_ > 0) out.emplace_back("eval_iwae_nats", iwae / count);
+    if (is_discrete(model_->options().likelihood)) {
+      out.emplace_back("eval_bits_per_dim", sum / count / (dims_ * std::log(2.0)));
+      if (iwae_k_ > 0) out.emplace_back("eval_iwae_bits_per_dim", iwae / count / (dims_ * std::log(2.0)));
+    }
+    return out;
   }
 
   void write_visuals(const std::string& prefix, const StepBatches& batches, at::Generator& gen) override {
@@ -126,6 +137,7 @@ class VaeRecipe : public Recipe {
   Vae model_{nullptr};
   std::unique_ptr<FusedAdam> optimizer_;
   double dims_ = 1;
+  int64_t iwae_k_ = 0;
   int rank_, world_;
   uint64_t seed_;
 };
@@ -136,11 +148,13 @@ RecipeInfo recipe_info() {
   return {"vae",
           [](Schema& s) {
             s.add_string("vae.arch", "mlp", "mlp (paper: 784-400-20) or conv (32x32 / 64x64 images)", {"mlp", "conv"})
-                .add_string("vae.likelihood", "auto",
-                            "decoder: bernoulli ([0,1] pixels), gaussian, auto (bernoulli for 1 channel)",
-                            {"auto", "bernoulli", "gaussian"})
+                .add_string("vae.likelihood", "logistic",
+                            "decoder p(x|z): logistic or categorical (distributions of the 8-bit image: "
+                            "bits/dim), bernoulli ([0,1] pixels) or gaussian (nats only)",
+                            {"logistic", "categorical", "bernoulli", "gaussian"})
                 .add_int("vae.hidden", 400, "mlp: hidden units; conv: channels of the first conv", 1)
                 .add_int("vae.latent", 20, "latent dimensions", 1)
+                .add_int("vae.iwae_k", 0, "held-out importance-weighted bound with k samples (0: ELBO only)", 0)
                 .add_real("vae.beta1", 0.9, "Adam beta1", 0, 1);
           },
           [](const RecipeEnv& env) { return std::make_unique<VaeRecipe>(env); },
