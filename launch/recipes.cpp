@@ -1,6 +1,7 @@
 // The one list of recipes: adding a recipe adds one line here (and its folder under models/).
 #include "recipes.h"
 
+#include "classifier/classifier_recipe.h"
 #include "cyclegan/cyclegan_recipe.h"
 #include "dcgan/dcgan_recipe.h"
 #include "fgan/fgan_recipe.h"
@@ -16,6 +17,7 @@ const std::vector<RecipeInfo>& all_recipes() {
       fgan::recipe_info(),
       cyclegan::recipe_info(),
       pixelcnn::recipe_info(),
+      classifier::recipe_info(),
   };
   return recipes;
 }
