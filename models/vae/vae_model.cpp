@@ -130,7 +130,8 @@ ElboTerms VaeImpl::elbo(const torch::Tensor& x, const VaeOutput& out) const {
   auto mu = out.mu.to(torch::kFloat64), logvar = out.logvar.to(torch::kFloat64);
   // KL(N(μ, σ²) ‖ N(0, 1)) in closed form: −½ Σ (1 + log σ² − μ² − σ²)
   auto kl = -0.5 * torch::sum(1 + logvar - mu.pow(2) - logvar.exp()) / x.size(0);
-  return {nll_mean + kl, nll_mean, kl};
+  // Summed in float64, returned in float32 (the unit every loss of a step has; 1e-7 relative).
+  return {(nll_mean + kl).to(torch::kFloat32), nll_mean.to(torch::kFloat32), kl.to(torch::kFloat32)};
 }
 
 torch::Tensor VaeImpl::iwae(const torch::Tensor& x, int64_t k, at::Generator& gen, int64_t rows) {

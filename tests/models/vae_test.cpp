@@ -40,8 +40,14 @@ TEST(VaeModel, ShapesForMlpAndConvArchitectures) {
   EXPECT_THROW(Vae{bad}, std::invalid_argument);
 }
 
+VaeOptions bernoulli_options() {
+  VaeOptions o;
+  o.likelihood = Likelihood::kBernoulli;
+  return o;
+}
+
 TEST(VaeModel, KlIsTheClosedFormOfTwoGaussians) {
-  Vae model(VaeOptions{});
+  Vae model(bernoulli_options());
   auto x = torch::zeros({2, 1, 28, 28});
   VaeOutput out{torch::zeros({2, 1, 28, 28}), torch::zeros({2, 20}), torch::zeros({2, 20})};
   EXPECT_NEAR(model->elbo(x, out).kl.item<double>(), 0.0, 1e-9);  // q = prior
@@ -56,7 +62,7 @@ TEST(VaeModel, LikelihoodsMatchTheirDensities) {
   auto x = torch::rand({3, 1, 28, 28}) * 2 - 1;
   auto logits = torch::randn({3, 1, 28, 28});
   VaeOutput out{logits, torch::zeros({3, 20}), torch::zeros({3, 20})};
-  Vae bern(VaeOptions{});
+  Vae bern(bernoulli_options());
   auto p = torch::sigmoid(logits), t = (x + 1) / 2;
   double expected = -(t * torch::log(p) + (1 - t) * torch::log(1 - p)).sum().item<double>() / 3;
   EXPECT_NEAR(bern->elbo(x, out).recon.item<double>(), expected, 1e-2);
