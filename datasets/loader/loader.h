@@ -50,6 +50,8 @@ class Loader : public BatchSource {
 
   Batch next() override;
   DataPosition position() const override;
+  // Global batches in one epoch (the trainer's "whole held-out set" is this many batches).
+  int64_t steps_per_epoch() const override { return sampler_.steps_per_epoch(); }
   const DistributedSampler& sampler() const { return sampler_; }
 
   // Fills `images` (B, C, H, W) float and `labels` for the given dataset indices (flip decided by

@@ -46,7 +46,7 @@ namespace {
 
 // Square root of a symmetric positive semi-definite matrix: V diag(√max(λ, 0)) Vᵀ.
 torch::Tensor sqrt_psd(const torch::Tensor& m) {
-  auto [values, vectors] = torch::linalg::eigh(m, "L");
+  auto [values, vectors] = at::linalg_eigh(m, "L");
   return (vectors * values.clamp_min(0).sqrt().unsqueeze(0)).matmul(vectors.t());
 }
 
@@ -59,7 +59,7 @@ double frechet_distance(const GaussianFit& a, const GaussianFit& b) {
   auto c1 = a.cov.to(torch::kFloat64), c2 = b.cov.to(torch::kFloat64);
   auto s1 = sqrt_psd(c1);
   auto m = s1.matmul(c2).matmul(s1);
-  auto root_eigenvalues = torch::linalg::eigvalsh(((m + m.t()) / 2), "L").clamp_min(0).sqrt();
+  auto root_eigenvalues = at::linalg_eigvalsh(((m + m.t()) / 2), "L").clamp_min(0).sqrt();
   const double mean_term = (a.mean.to(torch::kFloat64) - b.mean.to(torch::kFloat64)).pow(2).sum().item<double>();
   return mean_term + c1.trace().item<double>() + c2.trace().item<double>() - 2 * root_eigenvalues.sum().item<double>();
 }

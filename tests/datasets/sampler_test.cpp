@@ -188,6 +188,9 @@ void expect_same_batch(const Batch& a, const Batch& b, const std::string& what) 
 
 TEST_F(LoaderResume, PositionCountsGlobalSamples) {
   Loader loader(dataset(), opts(2));
+  // Through the BatchSource interface, as the trainer asks it how many batches a whole evaluation is.
+  EXPECT_EQ(static_cast<const BatchSource&>(loader).steps_per_epoch(), 4);
+  EXPECT_EQ(Loader(dataset(), opts(1, 1, 2)).steps_per_epoch(), 4);  // global batches, on any rank
   EXPECT_EQ(loader.position(), (DataPosition{0, 0}));
   for (int step = 1; step <= 9; ++step) {
     Batch b = loader.next();
