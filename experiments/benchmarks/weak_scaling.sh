@@ -10,7 +10,7 @@ mkdir -p "$work"
   --images /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz --out "$work/fm32"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 per_rank=64
-common="--config $here/experiments/vae_fashion_mnist.ini --data.path $work/fm32 --data.eval_path= --vae.arch conv
+common="--config $here/experiments/vae_fashion_mnist.ini --data.path $work/fm32 --data.eval_path= --vae.arch conv --vae.likelihood bernoulli
   --vae.hidden 32 --train.threads 1 --data.workers 1 --train.steps 400 --train.log_every 50 --train.sample_every 0
   --train.checkpoint_every 100000 --resume none"
 rate() {  # mean images/s over the logged intervals after the first (warm-up)
