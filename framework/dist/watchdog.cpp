@@ -42,7 +42,17 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
 
+std::atomic<bool> g_ending{false};  // job_ending(): this process has declared the job lost
+
+[[noreturn]] void park() {  // until MPI_Abort or end_job's timer ends the process
+  for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
+}
+
 }  // namespace
+
+bool job_ending() {
+  return g_ending.load();
+}
 
 const char* kind_name(CollectiveKind kind) {
   switch (kind) {
@@ -65,8 +75,8 @@ std::string describe_wait(const std::string& channel, int64_t seq, CollectiveKin
 
 void end_job(const std::string& line, double grace_s) {
   static std::atomic<bool> ending{false};
-  if (ending.exchange(true))
-    for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));  // another thread is ending the job
+  g_ending.store(true);
+  if (ending.exchange(true)) park();  // another thread is ending the job
   constexpr int code = static_cast<int>(ExitCode::kLostRank);
   // MPI_Abort asks mpirun to kill every rank; it can block forever when mpirun cannot reach a host.
   std::thread([grace_s] {
@@ -120,6 +130,7 @@ void Watchdog::wait(int64_t seq) {
 }
 
 void Watchdog::finish(int64_t seq) {
+  if (job_ending()) park();  // the loss is declared: whatever completed, this rank goes no further
   std::lock_guard<std::mutex> lock(mutex_);
   open_.erase(seq);
 }
@@ -183,6 +194,7 @@ void Watchdog::loop() {
 }
 
 void Watchdog::fail(int64_t seq, const Open& open) {
+  g_ending.store(true);  // from here the job ends, even if collective #seq completes meanwhile
   const int world = ctx_.world_size;
   const double waited = seconds_since(open.since);
   // Ask everyone where they are, answering their questions meanwhile (they may be probing too).

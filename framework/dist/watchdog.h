@@ -51,6 +51,12 @@ std::string describe_wait(const std::string& channel, int64_t seq, CollectiveKin
 // caller blocks until the process ends.
 [[noreturn]] void end_job(const std::string& line, double grace_s = 5);
 
+// True once this process has declared the job lost (a watchdog timed out, or end_job was called). From
+// then on Watchdog::finish parks its caller until the process ends: a collective that completes while
+// the job is being ended (a late or resumed peer) must not let this rank carry on as if nothing
+// happened — it could print success, start a step or write files while mpirun is killing the job.
+bool job_ending();
+
 class Watchdog {
  public:
   // Collective over `parent` (duplicates it). `channel` names the backend in messages ("mpi", "nccl").
@@ -63,8 +69,9 @@ class Watchdog {
   // `bytes` bytes. `timed`: the clock runs from now until finish(seq); false for a non-blocking
   // agreement, whose clock starts only when someone waits for it (wait(seq)).
   void start(int64_t seq, CollectiveKind kind, int64_t bytes, bool timed = true);
-  void wait(int64_t seq);    // a started, untimed collective is now being waited for: start its clock
-  void finish(int64_t seq);  // done (or failed with an error of its own): stop its clock
+  void wait(int64_t seq);  // a started, untimed collective is now being waited for: start its clock
+  // Done (or failed with an error of its own): stop its clock. Parks (never returns) once job_ending().
+  void finish(int64_t seq);
 
   double timeout_s() const { return timeout_s_; }
 

@@ -10,6 +10,10 @@
 //   dist_fault_helper mismatch TIMEOUT_S     rank 0 issues a barrier, the others an all-reduce
 //   dist_fault_helper watchdog TIMEOUT_S     the NCCL backend's watchdog alone: ranks >= 1 never start
 //                                            collective #1
+//   dist_fault_helper finish-after-loss TIMEOUT_S
+//                                            a watchdog alone: rank 1 SIGSTOPs itself; rank 0's
+//                                            collective #1 "completes" just after rank 0 has declared
+//                                            the job lost (as when a late or resumed peer arrives)
 // Started as `gantry train MODE ...` (a link named gantry, for launch/mpirun.sh) it skips "train".
 // A third argument is ignored: the tests pass a unique tag to find leftover processes by it.
 #include <unistd.h>
@@ -37,6 +41,22 @@ int main(int argc, char** argv) {
     watchdog.start(0, CollectiveKind::kAllReduce, 4096);
     watchdog.finish(0);
     if (mpi.context().rank == 0) watchdog.start(1, CollectiveKind::kBroadcast, 128);
+    std::this_thread::sleep_for(std::chrono::seconds(60));
+    return 0;
+  }
+  if (mode == "finish-after-loss") {
+    using gantry::dist_detail::CollectiveKind;
+    gantry::dist_detail::Watchdog watchdog(MPI_COMM_WORLD, mpi.context(), options.timeout_s, "mpi");
+    const int rank = mpi.context().rank;
+    std::printf("rank %d: up at %.3f\n", rank,
+                std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count());
+    std::fflush(stdout);
+    if (rank == 1) std::raise(SIGSTOP);
+    watchdog.start(1, CollectiveKind::kAgree, 8);
+    while (!gantry::dist_detail::job_ending()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    watchdog.finish(1);  // must not return: the loss is declared
+    std::printf("rank %d: carried on past a declared loss\n", rank);
+    std::fflush(stdout);
     std::this_thread::sleep_for(std::chrono::seconds(60));
     return 0;
   }

@@ -67,8 +67,12 @@ bool has(const Outcome& o, const std::string& text) {
   return o.result.output.find(text) != std::string::npos;
 }
 
-// Exit 6 within the bound, nothing left running, the one line naming `missing`.
-void expect_lost(const Outcome& o, const std::string& collective, const std::string& missing) {
+// Exit 6 within the bound, nothing left running, the one line naming `missing`, and no rank carried on
+// as if nothing happened. `resumed`: a SIGSTOPped rank, which mpirun's kill sequence (SIGCONT, then
+// SIGTERM) may let run for a moment: it can find its collective complete (the others had issued it)
+// and finish before SIGTERM lands. Every other rank declared the loss and must go no further.
+void expect_lost(const Outcome& o, const std::string& collective, const std::string& missing, int ranks,
+                 int resumed = -1) {
   EXPECT_EQ(o.result.exit_code, 6) << o.result.output;
   EXPECT_GE(o.after_up, 0) << o.result.output;
   EXPECT_LT(o.after_up, kBound) << o.result.output;
@@ -76,18 +80,21 @@ void expect_lost(const Outcome& o, const std::string& collective, const std::str
   EXPECT_TRUE(has(o, "gantry: error: dist: " + collective)) << o.result.output;
   EXPECT_TRUE(has(o, missing + " never arrived; a rank was lost or hung; resume with --resume auto"))
       << o.result.output;
-  EXPECT_FALSE(has(o, "finished without an error")) << o.result.output;
+  for (int r = 0; r < ranks; ++r) {
+    if (r == resumed) continue;
+    EXPECT_FALSE(has(o, "rank " + std::to_string(r) + ": finished without an error")) << o.result.output;
+  }
 }
 
 const std::string kNoAnswer = "(no answer: stopped, dead or unreachable)";
 
 TEST(DistFault, LateRanksAreNamedAndTheJobEnds) {
   const Outcome o = run_job(3, "late");
-  expect_lost(o, "mpi collective #1 (all_reduce", "ranks 1 (last started #0), 2 (last started #0)");
+  expect_lost(o, "mpi collective #1 (all_reduce", "ranks 1 (last started #0), 2 (last started #0)", 3);
 }
 
 TEST(DistFault, LateRootIsNamed) {
-  expect_lost(run_job(2, "late-root"), "mpi collective #1 (all_reduce", "rank 0 (last started #0)");
+  expect_lost(run_job(2, "late-root"), "mpi collective #1 (all_reduce", "rank 0 (last started #0)", 2);
 }
 
 // The NCCL backend's watchdog, exercised without NCCL: ranks that never issued the collective.
@@ -100,17 +107,27 @@ TEST(DistFault, WatchdogNamesRanksThatNeverIssuedTheCollective) {
 }
 
 TEST(DistFault, StoppedRankIsNamedAndTheJobEnds) {
-  expect_lost(run_job(3, "stop"), "mpi collective #1 (all_reduce", "rank 1 " + kNoAnswer);
+  expect_lost(run_job(3, "stop"), "mpi collective #1 (all_reduce", "rank 1 " + kNoAnswer, 3, /*resumed=*/1);
 }
 
 TEST(DistFault, RankStoppedInsideACollectiveIsNamed) {
   const Outcome o = run_job(2, "stop-inside");
   EXPECT_TRUE(has(o, "(all_reduce, 64.0 MiB)")) << o.result.output;
-  expect_lost(o, "mpi collective #", "rank 1 " + kNoAnswer);
+  expect_lost(o, "mpi collective #", "rank 1 " + kNoAnswer, 2, /*resumed=*/1);
 }
 
 TEST(DistFault, RankStoppedBeforeAnAgreementIsNamed) {
-  expect_lost(run_job(2, "stop-agree"), "mpi collective #1 (agreement", "rank 1 " + kNoAnswer);
+  expect_lost(run_job(2, "stop-agree"), "mpi collective #1 (agreement", "rank 1 " + kNoAnswer, 2, /*resumed=*/1);
+}
+
+// A collective that completes after this rank has declared the job lost (a peer arriving a moment too
+// late, or resumed by mpirun's SIGCONT) must not let the rank carry on while the job is being ended.
+TEST(DistFault, CollectiveCompletingAfterTheLossIsDeclaredGoesNoFurther) {
+  const Outcome o = run_job(2, "finish-after-loss");
+  EXPECT_EQ(o.result.exit_code, 6) << o.result.output;
+  EXPECT_TRUE(has(o, "rank 1 " + kNoAnswer + " never arrived")) << o.result.output;
+  EXPECT_FALSE(has(o, "carried on past a declared loss")) << o.result.output;
+  EXPECT_FALSE(o.leftovers) << o.result.output;
 }
 
 // One line from one rank: the others stay quiet.
