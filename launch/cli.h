@@ -9,7 +9,7 @@ namespace gantry::cli {
 
 using Args = std::vector<std::string>;
 
-int data_command(const Args& args);    // data convert | inspect | verify | bench
+int data_command(const Args& args);  // data convert | inspect | verify | bench
 int doctor_command(const Args& args);
 
 }  // namespace gantry::cli
@@ -18,5 +18,6 @@ class MpiRuntime;
 }
 namespace gantry::cli {
 int train_command(const Args& args, MpiRuntime& mpi);
+int eval_command(const Args& args, MpiRuntime& mpi);
 
 }  // namespace gantry::cli

@@ -18,6 +18,7 @@ const char* kUsage =
     "\n"
     "commands:\n"
     "  train          train a recipe: gantry train --config experiments/NAME.ini [--section.key value ...]\n"
+    "  eval           score a checkpoint: held-out metrics, FID / KID, Parzen (gantry eval --help)\n"
     "  data convert   convert idx / LSUN LMDB / image folders into HDF5 shards\n"
     "  data inspect   print a dataset's count, shape, shards, labels and source\n"
     "  data verify    recheck every shard's checksum and structure\n"
@@ -45,13 +46,13 @@ int main(int argc, char** argv) {
   std::string command = argv[1];
   gantry::cli::Args args(argv + 2, argv + argc);
   try {
-    if (command == "train") {
+    if (command == "train" || command == "eval") {
       // MPI for the whole run. Configuration, data and checkpoint errors are the same on every rank:
       // rank 0 reports them. An error on some ranks only leaves the others in a collective, which the
       // communicator's watchdog ends after dist.timeout_s, naming the missing ranks.
       gantry::MpiRuntime mpi(argc, argv);
       try {
-        return gantry::cli::train_command(args, mpi);
+        return command == "train" ? gantry::cli::train_command(args, mpi) : gantry::cli::eval_command(args, mpi);
       } catch (const gantry::Error& e) {
         if (mpi.context().rank == 0) return fail(e.code(), e.what());
         return static_cast<int>(e.code());

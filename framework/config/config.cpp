@@ -71,8 +71,8 @@ void Schema::print_help(std::ostream& out) const {
     out << "\n[" << section << "]\n";
     for (const KeySpec* k : keys) {
       std::string left = "  --" + k->key + " " + (k->choices.empty() ? type_name(k->type) : "CHOICE");
-      out << std::left << std::setw(40) << left << " " << k->help << " (default: "
-          << (k->default_value.empty() ? "\"\"" : k->default_value) << ")";
+      out << std::left << std::setw(40) << left << " " << k->help
+          << " (default: " << (k->default_value.empty() ? "\"\"" : k->default_value) << ")";
       if (!k->choices.empty()) {
         out << " {";
         for (size_t i = 0; i < k->choices.size(); ++i) out << (i ? "|" : "") << k->choices[i];
@@ -113,9 +113,12 @@ std::string normalise_value(const KeySpec& spec, const std::string& raw) {
       break;
     }
     case KeyType::kBool:
-      if (v == "true" || v == "1" || v == "yes" || v == "on") v = "true";
-      else if (v == "false" || v == "0" || v == "no" || v == "off") v = "false";
-      else throw bad("expected true or false");
+      if (v == "true" || v == "1" || v == "yes" || v == "on")
+        v = "true";
+      else if (v == "false" || v == "0" || v == "no" || v == "off")
+        v = "false";
+      else
+        throw bad("expected true or false");
       break;
   }
   if (!spec.choices.empty()) {
@@ -140,16 +143,24 @@ const KeySpec& Config::spec(const std::string& key) const {
   throw UsageError(at(key, "unknown configuration key"));
 }
 
-void Config::set(const std::string& key, const std::string& value) { values_[key] = normalise_value(spec(key), value); }
+void Config::set(const std::string& key, const std::string& value) {
+  values_[key] = normalise_value(spec(key), value);
+}
 
 const std::string& Config::str(const std::string& key) const {
   auto it = values_.find(key);
   if (it == values_.end()) throw std::logic_error("config key not in schema: " + key);
   return it->second;
 }
-int64_t Config::int64(const std::string& key) const { return std::strtoll(str(key).c_str(), nullptr, 10); }
-double Config::real(const std::string& key) const { return std::strtod(str(key).c_str(), nullptr); }
-bool Config::flag(const std::string& key) const { return str(key) == "true"; }
+int64_t Config::int64(const std::string& key) const {
+  return std::strtoll(str(key).c_str(), nullptr, 10);
+}
+double Config::real(const std::string& key) const {
+  return std::strtod(str(key).c_str(), nullptr);
+}
+bool Config::flag(const std::string& key) const {
+  return str(key) == "true";
+}
 
 std::string Config::to_ini() const {
   std::ostringstream out;
@@ -177,29 +188,29 @@ void Config::print_table(std::ostream& out) const {
 
 // ---- loading -------------------------------------------------------------------------------
 
-Config load_config(const Schema& schema, const std::string& ini_path,
-                   const std::vector<std::pair<std::string, std::string>>& overrides) {
+namespace {
+
+Config parse_config(const Schema& schema, std::istream* in, const std::string& source,
+                    const std::vector<std::pair<std::string, std::string>>& overrides) {
   Config config(schema);
-  if (!ini_path.empty()) {
-    std::ifstream in(ini_path);
-    if (!in) throw UsageError(at(ini_path, "cannot open configuration file"));
+  if (in) {
     po::options_description desc;
     for (const auto& k : schema.keys()) desc.add_options()(k.key.c_str(), po::value<std::string>());
     po::variables_map vm;
     try {
-      po::store(po::parse_config_file(in, desc, /*allow_unregistered=*/false), vm);
+      po::store(po::parse_config_file(*in, desc, /*allow_unregistered=*/false), vm);
     } catch (const po::unknown_option& e) {
-      throw UsageError(at(ini_path, "unknown key '" + e.get_option_name() + "'"));
+      throw UsageError(at(source, "unknown key '" + e.get_option_name() + "'"));
     } catch (const po::multiple_occurrences& e) {
-      throw UsageError(at(ini_path, "key '" + e.get_option_name() + "' given twice"));
+      throw UsageError(at(source, "key '" + e.get_option_name() + "' given twice"));
     } catch (const po::error& e) {
-      throw UsageError(at(ini_path, e.what()));
+      throw UsageError(at(source, e.what()));
     }
     for (const auto& [key, value] : vm) {
       try {
         config.set(key, value.as<std::string>());
       } catch (const UsageError& e) {
-        throw UsageError(ini_path + ": " + e.what());
+        throw UsageError(source + ": " + e.what());
       }
     }
   }
@@ -208,6 +219,22 @@ Config load_config(const Schema& schema, const std::string& ini_path,
     config.set(key, value);
   }
   return config;
+}
+
+}  // namespace
+
+Config load_config(const Schema& schema, const std::string& ini_path,
+                   const std::vector<std::pair<std::string, std::string>>& overrides) {
+  if (ini_path.empty()) return parse_config(schema, nullptr, "", overrides);
+  std::ifstream in(ini_path);
+  if (!in) throw UsageError(at(ini_path, "cannot open configuration file"));
+  return parse_config(schema, &in, ini_path, overrides);
+}
+
+Config load_config_text(const Schema& schema, const std::string& ini_text, const std::string& source,
+                        const std::vector<std::pair<std::string, std::string>>& overrides) {
+  std::istringstream in(ini_text);
+  return parse_config(schema, &in, source, overrides);
 }
 
 }  // namespace gantry

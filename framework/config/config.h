@@ -79,6 +79,9 @@ class Config {
 // Unknown keys, unreadable files and invalid values throw UsageError naming the file or key.
 Config load_config(const Schema& schema, const std::string& ini_path,
                    const std::vector<std::pair<std::string, std::string>>& overrides);
+// The same from INI text (e.g. a checkpoint's resolved configuration); `source` names it in errors.
+Config load_config_text(const Schema& schema, const std::string& ini_text, const std::string& source,
+                        const std::vector<std::pair<std::string, std::string>>& overrides);
 
 // Validates and normalises one value for its spec ("1e3" for an int is rejected, "yes" → "true").
 std::string normalise_value(const KeySpec& spec, const std::string& value);

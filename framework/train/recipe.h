@@ -90,6 +90,9 @@ class Recipe {
   // Held-out metrics over `batches` batches of `eval` (rank-local; the trainer averages across ranks),
   // random numbers from `gen`.
   virtual Losses evaluate(BatchSource& eval, int64_t batches, at::Generator& gen) { return {}; }
+  // An embedding of images (n, C, H, W) in [-1, 1] → (n, d), for scores in a feature space (gantry eval's
+  // Fréchet and kernel distances); undefined when the recipe has none (only the classifier has one).
+  virtual torch::Tensor features(const torch::Tensor& images) { return {}; }
   // Extra pictures for the run directory (e.g. reconstructions), from a training step's batches.
   // `prefix` is a path without extension, e.g. RUN/samples/recon-step-00000100.
   virtual void write_visuals(const std::string& prefix, const StepBatches& batches, at::Generator& gen) {}

@@ -111,7 +111,7 @@ ResumePoint decide_resume(Communicator& comm, const std::string& run_dir, const 
   const auto manifest = nlohmann::json::parse(read_file((fs::path(point.dir) / "manifest.json").string()));
   point.meta = manifest_meta(manifest);  // rank 0 verified the files
   for (const auto& [name, info] : manifest.at("files").items()) point.files.push_back(name);
-  if (point.meta.recipe != recipe)
+  if (!recipe.empty() && point.meta.recipe != recipe)
     throw CheckpointError(
         at(point.dir, "was written by recipe '" + point.meta.recipe + "', this run is '" + recipe + "'"));
   return point;

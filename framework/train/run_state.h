@@ -28,6 +28,7 @@ enum class RngStream : uint64_t {
   kEval = 0xE7A1,        // held-out evaluation (per rank)
   kVisuals = 0x715A,     // reconstructions and other pictures
   kDataStream = 0xDA7A,  // the permutation of a data stream other than the main one (per stream name)
+  kScore = 0x5C0E,       // gantry eval's sample scores (per chunk of samples, so any world size draws the same)
 };
 uint64_t rng_seed(uint64_t run_seed, RngStream stream, uint64_t a = 0, uint64_t b = 0);
 // The seed of a data stream's permutation and flips: run.seed for the main stream (as before streams
@@ -41,7 +42,8 @@ struct ResumePoint {
 };
 
 // --resume auto | none | PATH, decided by rank 0 (which verifies the checkpoint) and broadcast, so every
-// rank loads the same directory or raises rank 0's CheckpointError. Collective.
+// rank loads the same directory or raises rank 0's CheckpointError. Collective. `recipe`: the recipe the
+// checkpoint must have been written by (empty: any, e.g. gantry eval, which takes the checkpoint's).
 ResumePoint decide_resume(Communicator& comm, const std::string& run_dir, const std::string& resume,
                           const std::string& recipe);
 

@@ -1,8 +1,8 @@
-// StepContext: what every recipe's update repeats, in one call — zero the group's gradients (GradSync::zero_grad), run the
-// micro-batches (train.micro_batches: all but the last accumulate locally), backpropagate each
-// micro-batch's loss scaled so the reduced gradients arrive averaged over micro-batches and ranks, reduce
-// the GradSync group once, clip each optimizer's parameters after the reduction (train.clip_grad_norm),
-// step the optimizers. A recipe writes only its losses:
+// StepContext: what every recipe's update repeats, in one call — zero the group's gradients (GradSync::zero_grad), run
+// the micro-batches (train.micro_batches: all but the last accumulate locally), backpropagate each micro-batch's loss
+// scaled so the reduced gradients arrive averaged over micro-batches and ranks, reduce the GradSync group once, clip
+// each optimizer's parameters after the reduction (train.clip_grad_norm), step the optimizers. A recipe writes only its
+// losses:
 //
 //   Losses d = ctx.update("D", {opt_d}, [&](int64_t k) {
 //     auto x = ctx.micro(real, k);           // this micro-batch's rows
@@ -38,8 +38,8 @@ namespace gantry {
 using Losses = std::vector<std::pair<std::string, torch::Tensor>>;
 
 struct StepOptions {
-  int64_t micro_batches = 1;  // train.micro_batches
-  double clip_grad_norm = 0;  // train.clip_grad_norm (0: off)
+  int64_t micro_batches = 1;               // train.micro_batches
+  double clip_grad_norm = 0;               // train.clip_grad_norm (0: off)
   Precision precision = Precision::kFp32;  // train.precision
 };
 

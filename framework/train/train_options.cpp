@@ -23,6 +23,15 @@ void add_common_keys(Schema& s, const std::vector<std::string>& recipes) {
       .add_int("train.sample_every", 500, "sample grid every N steps (0: only at the end)", 0)
       .add_int("train.eval_every", 1000, "held-out evaluation every N steps (0: only at the end)", 0)
       .add_int("train.eval_batches", 0, "held-out batches per evaluation (0: the whole set)", 0)
+      .add_string("eval.features", "",
+                  "a classifier run or checkpoint: evaluations add FID / KID of samples in its features")
+      .add_string("eval.inception", "",
+                  "a TorchScript Inception-v3, (N, 3, 299, 299) in [-1, 1] -> (N, 2048): FID / KID in its features")
+      .add_int("eval.samples", 10000, "generated images for FID / KID / Parzen", 2)
+      .add_int("eval.kid_subsets", 100, "KID: random subsets ...", 1)
+      .add_int("eval.kid_subset_size", 1000, "... of this many rows of each set", 2)
+      .add_bool("eval.parzen", false, "evaluations add the Parzen-window log-likelihood of the held-out set")
+      .add_int("eval.parzen_validation", 1000, "training images that choose the Parzen bandwidth", 1)
       .add_int("train.checkpoint_every", 1000, "checkpoint every N steps (and at the end)", 1)
       .add_int("train.keep_last", 3, "checkpoints kept: the newest K ...", 1)
       .add_int("train.keep_every", 0, "... plus every checkpoint at a multiple of N steps (0: none)", 0)

@@ -21,6 +21,7 @@
 #include "report/metrics.h"
 #include "report/progress.h"
 #include "train/device_setup.h"
+#include "train/evaluation.h"
 #include "train/run_state.h"
 #include "train/schedule.h"
 #include "train/signals.h"
@@ -29,7 +30,6 @@ namespace gantry {
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
-using Values = std::vector<std::pair<std::string, double>>;
 
 namespace {
 
@@ -42,25 +42,6 @@ std::string values_text(const Values& values) {
   out.precision(4);
   for (size_t i = 0; i < values.size(); ++i) out << (i ? " " : "") << values[i].first << " " << values[i].second;
   return out.str();
-}
-
-// Named scalars averaged across ranks (same names, same order on every rank): one small all-reduce, the
-// only point where a step's losses leave the device.
-Values average_across(Communicator& comm, const Losses& sums, double divisor) {
-  if (sums.empty()) return {};
-  // NCCL reduces device tensors (the losses live there), the MPI backend host ones.
-  torch::Device where = torch::kCPU;
-  if (comm.backend() == Backend::kNccl)
-    for (const auto& [name, value] : sums)
-      if (value.is_cuda()) where = value.device();
-  std::vector<torch::Tensor> parts;
-  for (const auto& [name, value] : sums) parts.push_back(value.reshape({1}).to(where, torch::kFloat64));
-  torch::Tensor t = (torch::cat(parts) / divisor).contiguous();
-  comm.all_reduce(t, ReduceOp::kAverage);
-  t = t.cpu();
-  Values out;
-  for (size_t i = 0; i < sums.size(); ++i) out.emplace_back(sums[i].first, t[static_cast<int64_t>(i)].item<double>());
-  return out;
 }
 
 // Sums each step's losses on the device (float64, no host sync); take() averages them over the steps
@@ -306,17 +287,11 @@ void Trainer::write_visuals(int64_t step) {
 void Trainer::evaluate(int64_t step) {
   const StreamSource& main = s_.streams.front();
   if (!main.make_eval) return;
-  Values result;
-  with_averaged_buffers(comm_, *recipe_, [&] {
-    auto eval = main.make_eval();
-    const int64_t batches = o_.eval_batches > 0 ? o_.eval_batches : std::max<int64_t>(1, eval->steps_per_epoch());
-    at::Generator gen =
-        keyed_generator(o_.seed, static_cast<uint64_t>(RngStream::kEval), static_cast<uint64_t>(ctx_.rank));
-    result = average_across(comm_, recipe_->evaluate(*eval, batches, gen), 1.0);
-  });
+  const Values result = evaluate_run(comm_, *recipe_, main, s_.config, s_.features);
   if (result.empty() || !root_) return;
   nlohmann::json rec = {{"step", step}, {"time", seconds_since(start_time_)}};
   for (const auto& [k, v] : result) rec[k] = v;
+  if (s_.features) rec["features"] = s_.feature_space;
   metrics_->write(rec);
   note("eval at step " + std::to_string(step) + ": " + values_text(result));
 }

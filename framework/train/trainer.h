@@ -26,6 +26,9 @@ struct StreamSource {
   std::function<std::unique_ptr<BatchSource>()> make_eval;
 };
 
+// (n, C, H, W) images in [-1, 1] → (n, d) features: the space of FID / KID (train/evaluation.h).
+using FeatureFn = std::function<torch::Tensor(const torch::Tensor& images)>;
+
 struct TrainSetup {
   const Config& config;
   Communicator& comm;
@@ -37,6 +40,10 @@ struct TrainSetup {
   // Ends every rank of the job at once with `exit_code` (MPI_Abort): for an error raised during training
   // on some ranks only, which would otherwise leave the others waiting in a collective.
   std::function<void(int exit_code)> abort_job;
+  // eval.features / eval.inception opened (null: none): evaluations add FID / KID in this space, and
+  // `feature_space` (the network and its checksum) goes with every score.
+  FeatureFn features;
+  std::string feature_space;
 };
 
 // Runs to train.steps. Returns 0, or 75 (ExitCode::kStopped) after a signal and a checkpoint.

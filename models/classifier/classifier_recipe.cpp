@@ -55,6 +55,15 @@ class ClassifierRecipe : public Recipe {
 
   torch::Tensor sample(int64_t, at::Generator&) override { return {}; }  // not a generative model
 
+  // The 128-d embedding before the head (after its ReLU), dropout off: gantry eval's feature space.
+  torch::Tensor features(const torch::Tensor& images) override {
+    torch::NoGradGuard no_grad;
+    model_->eval();
+    auto f = model_->features(images.to(device_)).to(torch::kFloat32);
+    model_->train();
+    return f;
+  }
+
   // Held-out cross-entropy, accuracy and error rate (dropout off).
   Losses evaluate(BatchSource& eval, int64_t batches, at::Generator&) override {
     torch::NoGradGuard no_grad;

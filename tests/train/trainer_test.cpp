@@ -130,7 +130,7 @@ class TrainerTest : public ::testing::Test {
 
   // Runs to train.steps in `run` (resume: auto | none | PATH); the recipe is kept for inspection.
   int train(const Config& c, const std::string& run, const std::string& resume = "auto", int64_t raise_at = 0) {
-    TrainSetup s{c, *comm_, scratch_ / run, resume, torch::kCPU, {}, {}, {}};
+    TrainSetup s{c, *comm_, scratch_ / run, resume, torch::kCPU, {}, {}, {}, {}, {}};
     for (auto [name, stream, epoch] :
          {std::tuple{std::string(kMainStream), 1, 64}, std::tuple{std::string("extra"), 2, 24}}) {
       StreamSource src;

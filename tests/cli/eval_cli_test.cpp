@@ -1,0 +1,195 @@
+// gantry eval on real runs: a classifier (60 steps on 2000 Fashion-MNIST images) and an f-GAN generator
+// (20 steps) trained here by `gantry train`. The classifier's held-out metrics equal the trainer's own
+// last evaluation (the networks are restored exactly); the f-GAN's sample scores (FID / KID in the
+// classifier's features, Parzen) are the same on one rank and on two; a TorchScript feature network
+// (the --inception path) is used as given; bad input is one line and a documented exit code.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "support/testing.h"
+
+namespace gantry {
+namespace {
+
+using testing::run_command;
+const std::string kGantry = GANTRY_BIN;
+const std::string kMpiexec = std::string(MPIEXEC) + " --oversubscribe -n 2 " + GANTRY_BIN;
+
+nlohmann::json read_json(const std::string& path) {
+  std::ifstream in(path);
+  return nlohmann::json::parse(in);
+}
+
+class EvalCli : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new testing::ScratchDir("eval-cli");
+    const testing::ScratchDir& d = *dir_;
+    const std::string src = "/usr/share/datasets/fashion-mnist/";
+    for (auto [split, limit] : {std::pair{"train", 2000}, std::pair{"t10k", 1000}}) {
+      auto r = run_command(kGantry + " data convert --quiet --format idx --limit " + std::to_string(limit) +
+                           " --images " + src + split + "-images-idx3-ubyte.gz --labels " + src + split +
+                           "-labels-idx1-ubyte.gz --out " + (d / split));
+      ASSERT_EQ(r.exit_code, 0) << r.output;
+    }
+    const std::string common = " --train.threads 1 --data.path " + (d / "train") + " --data.eval_path " + (d / "t10k");
+    auto r = run_command(kGantry + " train --config " + GANTRY_SOURCE_DIR +
+                         "/experiments/classifier_fashion_mnist.ini" + common + " --run-dir " + (d / "classifier") +
+                         " --train.steps 60 --train.batch_size 64 --train.eval_every 60 --train.checkpoint_every 60");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    r = run_command(kGantry + " train --config " + GANTRY_SOURCE_DIR + "/experiments/fgan_fashion_mnist.ini" + common +
+                    " --run-dir " + (d / "fgan") +
+                    " --train.steps 20 --train.batch_size 64 --train.checkpoint_every 20 --fgan.g_hidden 256 "
+                    "--fgan.v_hidden 64");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+  }
+  static void TearDownTestSuite() { delete dir_; }
+  static testing::ScratchDir* dir_;
+};
+testing::ScratchDir* EvalCli::dir_ = nullptr;
+
+TEST_F(EvalCli, ClassifierHeldOutMetricsEqualTheTrainersLastEvaluation) {
+  const testing::ScratchDir& d = *dir_;
+  auto r = run_command(kGantry + " eval --checkpoint " + (d / "classifier") + " --out " + (d / "classifier.json"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto j = read_json(d / "classifier.json");
+  EXPECT_EQ(j["step"], 60);
+  EXPECT_EQ(j["recipe"], "classifier");
+  double accuracy = -1, loss = -1;
+  std::ifstream in(d / "classifier/metrics.jsonl");
+  for (std::string line; std::getline(in, line);) {
+    auto m = nlohmann::json::parse(line);
+    if (m.contains("eval_accuracy")) accuracy = m["eval_accuracy"], loss = m["eval_loss"];
+  }
+  ASSERT_GT(accuracy, 0.5) << "the trainer evaluated at step 60";
+  EXPECT_NEAR(j["values"]["eval_accuracy"].get<double>(), accuracy, 1e-12) << r.output;
+  EXPECT_NEAR(j["values"]["eval_loss"].get<double>(), loss, 1e-9 * loss) << r.output;
+}
+
+TEST_F(EvalCli, SampleScoresAreTheSameOnOneRankAndTwo) {
+  const testing::ScratchDir& d = *dir_;
+  const std::string args = " eval --checkpoint " + (d / "fgan") + " --eval.features " + (d / "classifier") +
+                           " --eval.samples 400 --eval.kid_subsets 10 --eval.kid_subset_size 200 --eval.parzen true "
+                           "--eval.parzen_validation 256";
+  auto one = run_command(kGantry + args + " --out " + (d / "one.json"));
+  ASSERT_EQ(one.exit_code, 0) << one.output;
+  auto two = run_command(kMpiexec + args + " --out " + (d / "two.json"));
+  ASSERT_EQ(two.exit_code, 0) << two.output;
+  const auto a = read_json(d / "one.json"), b = read_json(d / "two.json");
+  EXPECT_EQ(a["world_size"], 1);
+  EXPECT_EQ(b["world_size"], 2);
+  EXPECT_NE(a["features"].get<std::string>().find("classifier.pt crc32:"), std::string::npos) << a.dump();
+  EXPECT_EQ(a["values"]["samples"], 400);
+  EXPECT_EQ(a["values"]["real_images"], 960);  // whole global batches of 64 from 1000 images
+  EXPECT_GT(a["values"]["fid"].get<double>(), 1.0) << "20 steps of a GAN are far from the data";
+  EXPECT_GT(a["values"]["kid"].get<double>(), 0.0);
+  EXPECT_LT(a["values"]["parzen_ll"].get<double>(), 2000.0);
+  for (const char* key : {"fid", "kid", "kid_std", "parzen_ll", "parzen_ll_se", "parzen_sigma", "samples",
+                          "real_images", "eval_F", "eval_F_var"}) {
+    ASSERT_TRUE(a["values"].contains(key) && b["values"].contains(key)) << key << ": " << a.dump() << b.dump();
+    const double x = a["values"][key], y = b["values"][key];
+    if (std::string(key).rfind("eval_F", 0) == 0) continue;  // the recipe's own eval draws per-rank noise
+    EXPECT_NEAR(x, y, 1e-6 * std::max(1.0, std::abs(x))) << key;
+  }
+}
+
+// train.eval_every runs the same evaluation into metrics.jsonl: its FID at the last step equals gantry
+// eval's on that step's checkpoint.
+TEST_F(EvalCli, TrainingEvaluationsAddTheSameScores) {
+  const testing::ScratchDir& d = *dir_;
+  const std::string scores =
+      " --eval.features " + (d / "classifier") + " --eval.samples 200 --eval.kid_subsets 5 --eval.kid_subset_size 100";
+  auto r = run_command(kGantry + " train --config " + GANTRY_SOURCE_DIR + "/experiments/fgan_fashion_mnist.ini" +
+                       " --train.threads 1 --data.path " + (d / "train") + " --data.eval_path " + (d / "t10k") +
+                       " --run-dir " + (d / "scored") +
+                       " --train.steps 10 --train.batch_size 64 --train.eval_every 5 --train.checkpoint_every 10 "
+                       "--fgan.g_hidden 256 --fgan.v_hidden 64" +
+                       scores);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::vector<nlohmann::json> evals;
+  std::ifstream in(d / "scored/metrics.jsonl");
+  for (std::string line; std::getline(in, line);) {
+    auto m = nlohmann::json::parse(line);
+    if (m.contains("fid")) evals.push_back(m);
+  }
+  ASSERT_EQ(evals.size(), 2u) << "evaluations at steps 5 and 10";
+  EXPECT_EQ(evals[0]["step"], 5);
+  EXPECT_NE(evals[1]["features"].get<std::string>().find("classifier.pt crc32:"), std::string::npos);
+  EXPECT_NE(evals[0]["fid"].get<double>(), evals[1]["fid"].get<double>()) << "the generator trained in between";
+  r = run_command(kGantry + " eval --checkpoint " + (d / "scored") + " --out " + (d / "scored.json"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto j = read_json(d / "scored.json");
+  // The features are float32 and the two processes run the classifier with different thread counts (1
+  // in training, cores / ranks here): equal to float32 rounding.
+  for (const char* key : {"fid", "kid"}) {
+    const double trained = evals[1][key];
+    EXPECT_NEAR(j["values"][key].get<double>(), trained, 1e-6 * trained) << key;
+  }
+}
+
+TEST_F(EvalCli, TorchScriptFeaturesAreUsedAsGiven) {
+  const testing::ScratchDir& d = *dir_;
+  // A stand-in for Inception-v3 (the same contract: (N, 3, 299, 299) in [-1, 1] → (N, d)): 8x8 average
+  // pools of the image, 3·8·8 = 192 features. Scripted by the torch that matches this LibTorch.
+  testing::write_bytes(d / "pool.py",
+                       "import sys, torch\n"
+                       "class Pool(torch.nn.Module):\n"
+                       "    def forward(self, x):\n"
+                       "        assert x.shape[1:] == (3, 299, 299)\n"
+                       "        return torch.nn.functional.adaptive_avg_pool2d(x, 8).flatten(1)\n"
+                       "torch.jit.script(Pool()).save(sys.argv[1])\n");
+  auto py = run_command(std::string(GANTRY_TORCH_PYTHON) + " " + (d / "pool.py") + " " + (d / "pool.pt"));
+  ASSERT_EQ(py.exit_code, 0) << py.output;
+  auto r =
+      run_command(kGantry + " eval --checkpoint " + (d / "fgan") + " --eval.inception " + (d / "pool.pt") +
+                  " --eval.samples 200 --eval.kid_subsets 5 --eval.kid_subset_size 100 --out " + (d / "pool.json"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto j = read_json(d / "pool.json");
+  EXPECT_EQ(j["features"].get<std::string>().rfind("inception " + (d / "pool.pt") + " (crc32:", 0), 0u) << j.dump();
+  EXPECT_GT(j["values"]["fid"].get<double>(), 0.0);
+  EXPECT_FALSE(j["values"].contains("parzen_ll"));
+
+  testing::write_bytes(d / "flat.py",
+                       "import sys, torch\n"
+                       "class Flat(torch.nn.Module):\n"
+                       "    def forward(self, x):\n"
+                       "        return x.sum()\n"
+                       "torch.jit.script(Flat()).save(sys.argv[1])\n");
+  py = run_command(std::string(GANTRY_TORCH_PYTHON) + " " + (d / "flat.py") + " " + (d / "flat.pt"));
+  ASSERT_EQ(py.exit_code, 0) << py.output;
+  r = run_command(kGantry + " eval --checkpoint " + (d / "fgan") + " --eval.inception " + (d / "flat.pt") +
+                  " --eval.samples 100");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("flat.pt: returned a 0-d output, not (N, d) features"), std::string::npos) << r.output;
+}
+
+TEST_F(EvalCli, BadInputIsOneLineAndAnExitCode) {
+  const testing::ScratchDir& d = *dir_;
+  auto r = run_command(kGantry + " eval --checkpoint " + (d / "nothing-here"));
+  EXPECT_EQ(r.exit_code, 4) << r.output;
+  EXPECT_NE(r.output.find("gantry: error: "), std::string::npos) << r.output;
+  r = run_command(kGantry + " eval --checkpoint " + (d / "fgan") + " --eval.features " + (d / "fgan"));
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("eval.features: recipe 'fgan' has no feature embedding"), std::string::npos) << r.output;
+  r = run_command(kGantry + " eval --checkpoint " + (d / "classifier") + " --eval.parzen true --eval.samples 100");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("draws no images to score"), std::string::npos) << r.output;
+  r = run_command(kGantry + " eval --checkpoint " + (d / "fgan") + " --eval.parzen true --data.eval_path=");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("data.eval_path: FID, KID and Parzen compare samples with the held-out set"),
+            std::string::npos)
+      << r.output;
+  r = run_command(kGantry + " eval --checkpoint " + (d / "fgan") + " --eval.samples many");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("eval.samples"), std::string::npos) << r.output;
+  r = run_command(kGantry + " eval --checkpoint " + (d / "fgan") + " --no.such 1");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+}
+
+}  // namespace
+}  // namespace gantry
