@@ -9,16 +9,13 @@
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
-#include "checkpoint/checkpoint.h"
 #include "core/errors.h"
 #include "core/fs.h"
 #include "dist/mpi_runtime.h"
 #include "run_setup.h"
 #include "train/device_setup.h"
 #include "train/evaluation.h"
-#include "train/train_options.h"
 
 namespace fs = std::filesystem;
 

@@ -134,7 +134,6 @@ Values sample_scores(Communicator& comm, Recipe& recipe, BatchSource& real, int6
                      const SampleScoreOptions& o) {
   const int64_t world = comm.world_size(), rank = comm.rank();
   const int64_t chunks = (o.samples + o.chunk * world - 1) / (o.chunk * world) * world;  // whole rounds
-  torch::Tensor fake_features, fake_pixels, real_features, real_pixels;
   std::vector<torch::Tensor> ff, fp, rf, rp;
   Values out;
   with_averaged_buffers(comm, recipe, [&] {
@@ -147,17 +146,18 @@ Values sample_scores(Communicator& comm, Recipe& recipe, BatchSource& real, int6
       if (o.parzen) fp.push_back(pixels_01(images));
     }
   });
+  int64_t real_local = 0;  // this rank's real images
   for (int64_t i = 0; i < real_batches; ++i) {
     torch::Tensor images = images_to_float(real.next().images, torch::kCPU);
+    real_local += images.size(0);
     if (features) rf.push_back(features(images).to(torch::kCPU, torch::kFloat32));
     if (o.parzen) rp.push_back(pixels_01(images));
   }
-  const int64_t real_local = rf.empty() ? (rp.empty() ? 0 : torch::cat(rp).size(0)) : torch::cat(rf).size(0);
   out.emplace_back("samples", static_cast<double>(chunks * o.chunk));
   out.emplace_back("real_images", static_cast<double>(real_local * world));
   if (features) {
-    fake_features = torch::cat(ff);
-    real_features = torch::cat(rf);
+    const torch::Tensor fake_features = torch::cat(ff);
+    const torch::Tensor real_features = torch::cat(rf);
     FeatureMoments fake_m(fake_features.size(1)), real_m(real_features.size(1));
     fake_m.add(fake_features);
     real_m.add(real_features);
@@ -166,7 +166,7 @@ Values sample_scores(Communicator& comm, Recipe& recipe, BatchSource& real, int6
     out.emplace_back("fid", frechet_distance(fake_m.fit(), real_m.fit()));
     // KID needs the features themselves: every rank gathers both sets (n·d floats each, once per
     // evaluation) and computes the same subsets.
-    const int64_t real_rows = real_batches > 0 ? real_features.size(0) / real_batches : 1;
+    const int64_t real_rows = real_local / std::max<int64_t>(1, real_batches);  // per batch
     torch::Tensor all_fake = gather_in_global_order(comm, fake_features, o.chunk);
     torch::Tensor all_real = gather_in_global_order(comm, real_features, real_rows);
     at::Generator gen = keyed_generator(o.seed, static_cast<uint64_t>(RngStream::kScore), kKidKey);
