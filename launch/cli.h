@@ -19,5 +19,6 @@ class MpiRuntime;
 namespace gantry::cli {
 int train_command(const Args& args, MpiRuntime& mpi);
 int eval_command(const Args& args, MpiRuntime& mpi);
+int sample_command(const Args& args, MpiRuntime& mpi);
 
 }  // namespace gantry::cli

@@ -19,6 +19,7 @@ const char* kUsage =
     "commands:\n"
     "  train          train a recipe: gantry train --config experiments/NAME.ini [--section.key value ...]\n"
     "  eval           score a checkpoint: held-out metrics, FID / KID, Parzen (gantry eval --help)\n"
+    "  sample         draw images from a checkpoint: a PNG grid, PNG files or a dataset; translate a folder\n"
     "  data convert   convert idx / LSUN LMDB / image folders into HDF5 shards\n"
     "  data inspect   print a dataset's count, shape, shards, labels and source\n"
     "  data verify    recheck every shard's checksum and structure\n"
@@ -46,13 +47,14 @@ int main(int argc, char** argv) {
   std::string command = argv[1];
   gantry::cli::Args args(argv + 2, argv + argc);
   try {
-    if (command == "train" || command == "eval") {
+    if (command == "train" || command == "eval" || command == "sample") {
       // MPI for the whole run. Configuration, data and checkpoint errors are the same on every rank:
       // rank 0 reports them. An error on some ranks only leaves the others in a collective, which the
       // communicator's watchdog ends after dist.timeout_s, naming the missing ranks.
       gantry::MpiRuntime mpi(argc, argv);
       try {
-        return command == "train" ? gantry::cli::train_command(args, mpi) : gantry::cli::eval_command(args, mpi);
+        if (command == "train") return gantry::cli::train_command(args, mpi);
+        return command == "eval" ? gantry::cli::eval_command(args, mpi) : gantry::cli::sample_command(args, mpi);
       } catch (const gantry::Error& e) {
         if (mpi.context().rank == 0) return fail(e.code(), e.what());
         return static_cast<int>(e.code());

@@ -93,6 +93,10 @@ class Recipe {
   // An embedding of images (n, C, H, W) in [-1, 1] → (n, d), for scores in a feature space (gantry eval's
   // Fréchet and kernel distances); undefined when the recipe has none (only the classifier has one).
   virtual torch::Tensor features(const torch::Tensor& images) { return {}; }
+  // Images of one domain (n, C, H, W) in [-1, 1], at the size of that domain's dataset, translated into
+  // the other domain (a_to_b: A → B, else B → A), as the recipe translates held-out images (gantry sample
+  // --input); undefined when the recipe does not translate (only CycleGAN does).
+  virtual torch::Tensor translate(const torch::Tensor& images, bool a_to_b) { return {}; }
   // Extra pictures for the run directory (e.g. reconstructions), from a training step's batches.
   // `prefix` is a path without extension, e.g. RUN/samples/recon-step-00000100.
   virtual void write_visuals(const std::string& prefix, const StepBatches& batches, at::Generator& gen) {}

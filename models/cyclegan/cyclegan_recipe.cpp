@@ -217,6 +217,13 @@ class CycleGanRecipe : public Recipe {
     return grid.reshape({-1, c, crop_, crop_}).cpu();
   }
 
+  // G (A → B) or F (B → A) on center crops of the training size, as the held-out evaluation sees them.
+  torch::Tensor translate(const torch::Tensor& images, bool a_to_b) override {
+    torch::NoGradGuard no_grad;
+    auto x = center_crop(images.to(device_, torch::kFloat32), crop_);
+    return (a_to_b ? g_->forward(x) : f_->forward(x)).cpu();
+  }
+
   // Held-out cycle consistency of domain A: mean |F(G(a)) - a| (pixels in [-1, 1], no λ), center crops.
   Losses evaluate(BatchSource& eval, int64_t batches, at::Generator&) override {
     torch::NoGradGuard no_grad;
