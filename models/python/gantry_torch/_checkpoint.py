@@ -107,11 +107,15 @@ def load_strict(module, tensors, path):
     missing = [k for k in expected if k not in tensors]
     unexpected = [k for k in tensors if k not in expected]
     if missing or unexpected:
+        def listed(keys, first=6):
+            more = f" and {len(keys) - first} more" if len(keys) > first else ""
+            return ", ".join(keys[:first]) + more
+
         parts = []
         if missing:
-            parts.append("missing " + ", ".join(missing))
+            parts.append("missing " + listed(missing))
         if unexpected:
-            parts.append("unexpected " + ", ".join(unexpected))
+            parts.append("unexpected " + listed(unexpected))
         raise GantryLoadError(f"{path}: does not fit {type(module).__name__} built from the configuration "
                               f"({'; '.join(parts)})")
     with torch.no_grad():
