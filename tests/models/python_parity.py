@@ -60,7 +60,8 @@ def python_outputs(run, inputs):
         return {"generator_a2b.eval": run.a2b(a), "generator_b2a.eval": run.b2a(b),
                 "discriminator_a.eval": run.discriminator_a(a), "discriminator_b.eval": run.discriminator_b(b)}
     if r == "classifier":
-        return {"classifier.features": run.features(inputs["in.x"]), "classifier.logits": run.classifier(inputs["in.x"])}
+        x = inputs["in.x"]
+        return {"classifier.features": run.features(x), "classifier.logits": run.classifier(x)}
     raise ValueError(f"no comparison for recipe {r}")
 
 

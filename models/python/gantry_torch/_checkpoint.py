@@ -141,7 +141,8 @@ def dataset_shape(config, checkpoint, key="path"):
     candidates = [rel] if os.path.isabs(rel) else [os.path.join(os.getcwd(), rel)]
     run = run_dir_of(checkpoint)
     if run and not os.path.isabs(rel):
-        candidates += [os.path.join(os.path.dirname(run), rel), os.path.join(os.path.dirname(os.path.dirname(run)), rel)]
+        parent = os.path.dirname(run)
+        candidates += [os.path.join(parent, rel), os.path.join(os.path.dirname(parent), rel)]
     for c in candidates:
         try:
             with open(os.path.join(c, "manifest.json")) as f:

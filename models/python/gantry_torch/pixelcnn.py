@@ -90,11 +90,11 @@ class PixelCnn(nn.Module):
         else:
             p = features = hidden
             self.vertical, self.link, self.horizontal, self.h_out = (nn.ModuleList() for _ in range(4))
-            for l in range(layers):
-                kl, n = (first_kernel, colours) if l == 0 else (kernel, p)
+            for i in range(layers):
+                kl, n = (first_kernel, colours) if i == 0 else (kernel, p)
                 self.vertical.append(nn.Conv2d(n, 2 * p, (kl // 2 + 1, kl)))
                 self.link.append(nn.Conv2d(2 * p, 2 * p, 1))
-                self.horizontal.append(MaskedConv2d(n, 2 * p, 1, kl // 2 + 1, (0, kl // 2), l == 0,
+                self.horizontal.append(MaskedConv2d(n, 2 * p, 1, kl // 2 + 1, (0, kl // 2), i == 0,
                                                     colour_groups(n, colours), colour_groups(2 * p, colours, 2)))
                 self.h_out.append(square(p, p, 1, False, colours))
         self.head1 = square(features, out_hidden, 1, False, colours)
@@ -107,13 +107,13 @@ class PixelCnn(nn.Module):
                 h = block(h)
             return h
         v = h = x
-        for l in range(len(self.vertical)):
-            half = (self.first_kernel if l == 0 else self.kernel) // 2
-            v_pre = self.vertical[l](F.pad(v, (half, half, half, 0)))
-            h_pre = self.horizontal[l](h) + self.link[l](_shift_down(v_pre))
+        for i in range(len(self.vertical)):
+            half = (self.first_kernel if i == 0 else self.kernel) // 2
+            v_pre = self.vertical[i](F.pad(v, (half, half, half, 0)))
+            h_pre = self.horizontal[i](h) + self.link[i](_shift_down(v_pre))
             v = _gate(v_pre)
-            h_new = self.h_out[l](_gate(h_pre))
-            h = h_new if l == 0 else h + h_new
+            h_new = self.h_out[i](_gate(h_pre))
+            h = h_new if i == 0 else h + h_new
         return h
 
     def head(self, features):
