@@ -7,7 +7,10 @@
 #include <gtest/gtest.h>
 #include <png.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -83,7 +86,7 @@ Rendered render_in_chromium(const std::string& html, const std::string& work) {
     return r;
   }
   const std::string chrome =
-      "timeout 120 chromium --headless --no-sandbox --disable-gpu --hide-scrollbars "
+      "timeout 120 chromium --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --hide-scrollbars "
       "--user-data-dir=" +
       work + "/chrome ";
   const std::string shot = work + "/shot.png";
