@@ -163,10 +163,15 @@ std::string samples(const RunContents& run, const ReportOptions& o) {
   return s;
 }
 
-// A table of JSON objects: `fixed` columns first, then the union of the keys of `values_of(record)`.
+constexpr size_t kMaxTableRows = 100;  // the newest rows of an evaluation table
+
+// A table of JSON objects (the newest kMaxTableRows): `fixed` columns first, then the union of the keys of
+// `values_of(record)`.
 template <typename ValuesOf>
-std::string json_table(const std::vector<nlohmann::json>& records, const std::vector<std::string>& fixed,
+std::string json_table(const std::vector<nlohmann::json>& all, const std::vector<std::string>& fixed,
                        ValuesOf values_of) {
+  const size_t skipped = all.size() > kMaxTableRows ? all.size() - kMaxTableRows : 0;
+  const std::vector<nlohmann::json> records(all.begin() + static_cast<ptrdiff_t>(skipped), all.end());
   std::vector<std::string> keys;
   for (const auto& r : records)
     for (const auto& [k, v] : values_of(r).items())
@@ -185,7 +190,9 @@ std::string json_table(const std::vector<nlohmann::json>& records, const std::ve
     for (const auto& k : keys) s += values.contains(k) ? cell(values[k]) : "<td></td>";
     s += "</tr>\n";
   }
-  return s + "</table></div>\n";
+  s += "</table></div>\n";
+  if (skipped > 0) s += "<p class=\"note\">" + std::to_string(skipped) + " older row(s) not shown.</p>\n";
+  return s;
 }
 
 std::string evaluations(const RunContents& run) {

@@ -42,7 +42,10 @@ std::vector<Checkpoint> read_checkpoints(const fs::path& dir) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) return out;
   std::string latest;
-  if (fs::exists(dir / "LATEST", ec)) latest = trim(read_file((dir / "LATEST").string()));
+  try {
+    if (fs::exists(dir / "LATEST", ec)) latest = trim(read_file((dir / "LATEST").string()));
+  } catch (const DataError&) {  // unreadable: no checkpoint is marked
+  }
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
     const std::string name = entry.path().filename().string();
     if (!entry.is_directory(ec) || name.rfind("step-", 0) != 0 || name.find(".tmp") != std::string::npos) continue;
@@ -180,8 +183,10 @@ Metrics read_metrics(const std::string& path) {
     b.series.evaluation = b.in_eval && !b.in_step;
     m.series.push_back(std::move(b.series));
   }
+  // The recipe's values first, then throughput and learning rate, then evaluations (as launch/plot.py).
+  auto rank = [](const Series& x) { return x.evaluation ? 2 : x.key == "images_per_s" || x.key == "lr" ? 1 : 0; };
   std::stable_sort(m.series.begin(), m.series.end(),
-                   [](const Series& a, const Series& b) { return !a.evaluation && b.evaluation; });
+                   [&](const Series& a, const Series& b) { return rank(a) < rank(b); });
   return m;
 }
 

@@ -29,7 +29,7 @@ struct Series {
 };
 
 struct Metrics {
-  std::vector<Series> series;               // training series, then evaluation ones; alphabetical within each
+  std::vector<Series> series;               // the recipe's, images_per_s and lr, evaluations; alphabetical within each
   std::vector<nlohmann::json> evaluations;  // evaluation records, in file order
   nlohmann::json last_step;                 // the newest training record (null when none)
   int64_t records = 0;                      // lines read as records
