@@ -11,6 +11,7 @@ using Args = std::vector<std::string>;
 
 int data_command(const Args& args);  // data convert | inspect | verify | bench
 int doctor_command(const Args& args);
+int report_command(const Args& args);  // gantry report RUN_DIR: one self-contained HTML page of a run
 
 }  // namespace gantry::cli
 namespace gantry {

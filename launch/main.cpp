@@ -20,6 +20,7 @@ const char* kUsage =
     "  train          train a recipe: gantry train --config experiments/NAME.ini [--section.key value ...]\n"
     "  eval           score a checkpoint: held-out metrics, FID / KID, Parzen (gantry eval --help)\n"
     "  sample         draw images from a checkpoint: a PNG grid, PNG files or a dataset; translate a folder\n"
+    "  report         one self-contained HTML page of a run: gantry report RUN_DIR [--out FILE]\n"
     "  data convert   convert idx / LSUN LMDB / image folders into HDF5 shards\n"
     "  data inspect   print a dataset's count, shape, shards, labels and source\n"
     "  data verify    recheck every shard's checksum and structure\n"
@@ -62,6 +63,7 @@ int main(int argc, char** argv) {
     }
     if (command == "data") return gantry::cli::data_command(args);
     if (command == "doctor") return gantry::cli::doctor_command(args);
+    if (command == "report") return gantry::cli::report_command(args);
     return fail(gantry::ExitCode::kUsage, "unknown command '" + command + "' (see gantry --help)");
   } catch (const gantry::Error& e) {
     return fail(e.code(), e.what());

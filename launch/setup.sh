@@ -36,6 +36,7 @@ packages=(
   nlohmann-json3-dev               # manifests, metrics.jsonl
   libopenblas0-openmp              # optimised BLAS built for the same OpenMP runtime as LibTorch
   dataset-fashion-mnist            # the embedded default dataset
+  chromium                         # tests/report: gantry report's page opened headless (screenshot, DOM)
   iproute2 util-linux              # tests/multihost: hosts as network namespaces (ip netns, unshare --uts)
 )
 
