@@ -34,6 +34,7 @@ packages=(
   liblmdb-dev                      # LSUN databases
   libpng-dev libjpeg-dev libwebp-dev zlib1g-dev   # image codecs, gzip idx files
   nlohmann-json3-dev               # manifests, metrics.jsonl
+  libprotobuf-dev protobuf-compiler   # TensorBoard event files (their records are protobuf messages)
   libopenblas0-openmp              # optimised BLAS built for the same OpenMP runtime as LibTorch
   dataset-fashion-mnist            # the embedded default dataset
   iproute2 util-linux              # tests/multihost: hosts as network namespaces (ip netns, unshare --uts)

@@ -1,0 +1,120 @@
+// TensorBoard event files: CRC-32C against its published check values, the TFRecord framing byte for
+// byte, an event file's records and its first event, a clear exit-5 error where the file cannot be made.
+#include "report/tensorboard.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/errors.h"
+#include "support/testing.h"
+
+namespace gantry {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::read_bytes;
+using testing::ScratchDir;
+
+uint64_t le64(const std::string& s, size_t at) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(s[at + i]);
+  return v;
+}
+uint32_t le32(const std::string& s, size_t at) {
+  return static_cast<uint32_t>(le64(s.substr(at, 4) + std::string(4, '\0'), 0));
+}
+
+// The payloads of a file of TFRecords, every CRC checked.
+std::vector<std::string> read_records(const std::string& bytes) {
+  std::vector<std::string> out;
+  size_t at = 0;
+  while (at < bytes.size()) {
+    EXPECT_LE(at + 12, bytes.size()) << "a torn record header";
+    const uint64_t n = le64(bytes, at);
+    EXPECT_EQ(le32(bytes, at + 8), masked_crc32c(bytes.data() + at, 8)) << "length CRC of record " << out.size();
+    EXPECT_LE(at + 16 + n, bytes.size()) << "a torn record";
+    if (at + 16 + n > bytes.size()) break;
+    std::string data = bytes.substr(at + 12, n);
+    EXPECT_EQ(le32(bytes, at + 12 + n), masked_crc32c(data.data(), data.size())) << "data CRC of record " << out.size();
+    out.push_back(std::move(data));
+    at += 16 + n;
+  }
+  return out;
+}
+
+std::vector<std::string> event_files(const std::string& dir) {
+  std::vector<std::string> files;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.path().filename().string().rfind("events.out.tfevents.", 0) == 0) files.push_back(e.path().string());
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+TEST(Crc32c, MatchesThePublishedCheckValues) {
+  EXPECT_EQ(crc32c("123456789", 9), 0xE3069283u);  // the CRC catalogue's check value for CRC-32C
+  const std::string zeros(32, '\0'), ones(32, '\xff');
+  EXPECT_EQ(crc32c(zeros.data(), zeros.size()), 0x8A9136AAu);  // RFC 3720 (iSCSI), B.4
+  EXPECT_EQ(crc32c(ones.data(), ones.size()), 0x62A8AB43u);
+  EXPECT_EQ(crc32c("", 0), 0u);
+  // TFRecord's mask, rotate right by 15 and add 0xa282ead8 (TensorBoard's masked_crc32c gives the same).
+  EXPECT_EQ(masked_crc32c("123456789", 9), 0xC78AB0E5u);
+}
+
+TEST(RecordFrame, IsLengthCrcDataCrcLittleEndian) {
+  const std::string framed = record_frame("123456789");
+  ASSERT_EQ(framed.size(), 8 + 4 + 9 + 4u);
+  EXPECT_EQ(framed.substr(0, 8), std::string("\x09\0\0\0\0\0\0\0", 8));
+  EXPECT_EQ(le32(framed, 8), 0x3971F937u);  // masked CRC-32C of those 8 bytes
+  EXPECT_EQ(framed.substr(12, 9), "123456789");
+  EXPECT_EQ(framed.substr(21), std::string("\xE5\xB0\x8A\xC7", 4));  // 0xC78AB0E5, little-endian
+  EXPECT_EQ(read_records(framed + record_frame("") + record_frame(std::string(300, 'x'))).size(), 3u);
+}
+
+TEST(EventWriter, StartsWithTheFileVersionAndSortsAfterEarlierFiles) {
+  ScratchDir dir("tensorboard");
+  std::string first;
+  {
+    EventWriter w(dir.path());
+    first = w.path();
+    w.add_session_start(1);
+    w.add_scalars({{"loss", 0.5}, {"lr", 1e-3}}, 10);
+    w.add_image("samples", "not really a png", 2, 3, 1, 10);
+    w.add_text("config", "[run]\nseed = 1\n", 0);
+    // Flushed at every event: the file is whole while the writer is open.
+    const auto records = read_records(read_bytes(first));
+    ASSERT_EQ(records.size(), 5u);
+    // wall_time (field 1, fixed64), step 0 (default, not written), file_version (field 3): "brain.Event:2".
+    ASSERT_EQ(records[0].size(), 1 + 8 + 2 + 13u);
+    EXPECT_EQ(records[0][0], '\x09');
+    EXPECT_EQ(records[0].substr(9), std::string("\x1a\x0d") + "brain.Event:2");
+    EXPECT_NE(records[2].find("loss"), std::string::npos);
+    EXPECT_NE(records[3].find("not really a png"), std::string::npos);
+    EXPECT_NE(records[4].find("seed = 1"), std::string::npos);
+  }
+  EXPECT_NE(fs::path(first).filename().string().find("events.out.tfevents."), std::string::npos);
+  EventWriter second(dir.path());  // within the same second: still a new file, sorted after the first
+  EXPECT_EQ(event_files(dir.path()), (std::vector<std::string>{first, second.path()}));
+}
+
+TEST(EventWriter, AFileThatCannotBeMadeIsAnEnvironmentError) {
+  ScratchDir dir("tensorboard");
+  testing::write_bytes(dir / "plain-file", "x");
+  try {
+    EventWriter w(dir / "plain-file");
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ExitCode::kEnvironment);
+    EXPECT_NE(std::string(e.what()).find("plain-file/events.out.tfevents."), std::string::npos) << e.what();
+    EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace gantry
