@@ -1,5 +1,8 @@
-// TensorBoard event files: CRC-32C against its published check values, the TFRecord framing byte for
-// byte, an event file's records and its first event, a clear exit-5 error where the file cannot be made.
+// TensorBoard event files. Without Python: CRC-32C against its published check values, the TFRecord
+// framing byte for byte, an event file's records and its first event, a clear exit-5 error where the
+// file cannot be made. End to end: `gantry train` with a resume from an earlier checkpoint, then
+// tests/report/check_tensorboard.py reads the run with TensorBoard's own reader (GANTRY_TOOLS_PYTHON, which
+// launch/setup.sh installs) and compares it with metrics.jsonl, samples/ and config.ini.
 #include "report/tensorboard.h"
 
 #include <gtest/gtest.h>
@@ -20,6 +23,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using testing::read_bytes;
+using testing::run_command;
 using testing::ScratchDir;
 
 uint64_t le64(const std::string& s, size_t at) {
@@ -114,6 +118,59 @@ TEST(EventWriter, AFileThatCannotBeMadeIsAnEnvironmentError) {
     EXPECT_NE(std::string(e.what()).find("plain-file/events.out.tfevents."), std::string::npos) << e.what();
     EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos) << e.what();
   }
+}
+
+// A short VAE run logging every 2 steps, sampling every 5, evaluating every 10; then a resume from its
+// step-10 checkpoint to step 24, which rewrites steps 11-20 (metrics.jsonl drops the first session's lines
+// past 10; TensorBoard must drop its events there too). The checker must pass on the run and fail on a
+// metrics.jsonl with one value changed.
+TEST(TensorBoardTrain, TensorBoardsReaderShowsEveryMetricOnceAfterAResume) {
+  const std::string python = GANTRY_TOOLS_PYTHON;
+  ASSERT_TRUE(fs::exists(python)) << "no test-tools Python at " << python
+                                  << " (GANTRY_TOOLS_PYTHON): run launch/setup.sh, which installs "
+                                     "launch/test-tools.txt (TensorBoard's reader) for this build";
+  auto probe = run_command(python + " -c 'import tensorboard'");
+  ASSERT_EQ(probe.exit_code, 0) << python << " cannot import tensorboard: run launch/setup.sh\n" << probe.output;
+
+  ScratchDir dir("tensorboard-train");
+  const std::string gantry = GANTRY_BIN, src = "/usr/share/datasets/fashion-mnist/";
+  for (auto [split, limit] : {std::pair{"train", 512}, std::pair{"t10k", 64}}) {
+    auto r = run_command(gantry + " data convert --quiet --format idx --limit " + std::to_string(limit) + " --images " +
+                         src + split + "-images-idx3-ubyte.gz --out " + (dir / split));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+  }
+  const std::string train = gantry + " train --config " + GANTRY_SOURCE_DIR +
+                            "/experiments/vae_fashion_mnist.ini --train.threads 1 --data.workers 1 --data.path " +
+                            (dir / "train") + " --data.eval_path " + (dir / "t10k") +
+                            " --train.batch_size 32 --train.log_every 2 --train.sample_every 5 --train.eval_every 10"
+                            " --train.checkpoint_every 10 --train.eval_batches 1 --vae.hidden 32 --vae.latent 4";
+  const std::string run = dir / "run";
+  auto first = run_command(train + " --run-dir " + run + " --train.steps 20");
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  auto resumed =
+      run_command(train + " --run-dir " + run + " --train.steps 24 --resume " + run + "/checkpoints/step-00000010");
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  ASSERT_EQ(event_files(run).size(), 2u) << "one event file per session";
+
+  const std::string check = python + " " + GANTRY_SOURCE_DIR + "/tests/report/check_tensorboard.py ";
+  auto ok = run_command(check + run);
+  EXPECT_EQ(ok.exit_code, 0) << ok.output;
+  EXPECT_NE(ok.output.find("check_tensorboard: ok"), std::string::npos) << ok.output;
+
+  // The checker can fail: one logged value changed in metrics.jsonl.
+  const std::string metrics = read_bytes(run + "/metrics.jsonl");
+  const size_t lr = metrics.find("\"lr\":");
+  ASSERT_NE(lr, std::string::npos);
+  const size_t end = metrics.find_first_of(",}", lr);
+  testing::write_bytes(run + "/metrics.jsonl", metrics.substr(0, lr) + "\"lr\":0.123" + metrics.substr(end));
+  auto bad = run_command(check + run);
+  EXPECT_EQ(bad.exit_code, 1) << bad.output;
+  EXPECT_NE(bad.output.find("lr"), std::string::npos) << bad.output;
+
+  // train.tensorboard = false: no event file.
+  auto off = run_command(train + " --run-dir " + (dir / "off") + " --train.steps 2 --train.tensorboard false");
+  ASSERT_EQ(off.exit_code, 0) << off.output;
+  EXPECT_TRUE(event_files(dir / "off").empty());
 }
 
 }  // namespace
