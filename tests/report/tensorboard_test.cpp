@@ -26,13 +26,17 @@ using testing::read_bytes;
 using testing::run_command;
 using testing::ScratchDir;
 
-uint64_t le64(const std::string& s, size_t at) {
+// The `bytes`-byte little-endian number at `at`.
+uint64_t little_endian(const std::string& s, size_t at, int bytes) {
   uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(s[at + i]);
+  for (int i = bytes - 1; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(s.at(at + i));
   return v;
 }
+uint64_t le64(const std::string& s, size_t at) {
+  return little_endian(s, at, 8);
+}
 uint32_t le32(const std::string& s, size_t at) {
-  return static_cast<uint32_t>(le64(s.substr(at, 4) + std::string(4, '\0'), 0));
+  return static_cast<uint32_t>(little_endian(s, at, 4));
 }
 
 // The payloads of a file of TFRecords, every CRC checked.
@@ -40,11 +44,16 @@ std::vector<std::string> read_records(const std::string& bytes) {
   std::vector<std::string> out;
   size_t at = 0;
   while (at < bytes.size()) {
-    EXPECT_LE(at + 12, bytes.size()) << "a torn record header";
+    if (at + 12 > bytes.size()) {
+      ADD_FAILURE() << "a torn record header at byte " << at;
+      break;
+    }
     const uint64_t n = le64(bytes, at);
     EXPECT_EQ(le32(bytes, at + 8), masked_crc32c(bytes.data() + at, 8)) << "length CRC of record " << out.size();
-    EXPECT_LE(at + 16 + n, bytes.size()) << "a torn record";
-    if (at + 16 + n > bytes.size()) break;
+    if (at + 16 + n > bytes.size()) {
+      ADD_FAILURE() << "a torn record at byte " << at;
+      break;
+    }
     std::string data = bytes.substr(at + 12, n);
     EXPECT_EQ(le32(bytes, at + 12 + n), masked_crc32c(data.data(), data.size())) << "data CRC of record " << out.size();
     out.push_back(std::move(data));
