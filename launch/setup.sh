@@ -8,6 +8,9 @@
 #                              build-pypi/venv; needs the CUDA toolkit (CUDAToolkit_ROOT, default /usr/local/cuda)
 #   launch/setup.sh --deps     packages and BLAS only
 #
+# Each build gets the Python tools its tests run (launch/test-tools.txt: TensorBoard's event reader): the debian
+# build in build/tools-venv (over Debian's python3, seeing its numpy), the pypi build in build-pypi/venv.
+#
 # Idempotent: packages already installed are not touched, existing builds and venv are reused.
 # Runs as root, or through sudo when it is available.
 set -euo pipefail
@@ -34,6 +37,8 @@ packages=(
   liblmdb-dev                      # LSUN databases
   libpng-dev libjpeg-dev libwebp-dev zlib1g-dev   # image codecs, gzip idx files
   nlohmann-json3-dev               # manifests, metrics.jsonl
+  libprotobuf-dev protobuf-compiler   # TensorBoard event files (their records are protobuf messages)
+  python3-venv                     # the test tools' venv (launch/test-tools.txt: TensorBoard's reader)
   libopenblas0-openmp              # optimised BLAS built for the same OpenMP runtime as LibTorch
   dataset-fashion-mnist            # the embedded default dataset
   chromium                         # tests/report: gantry report's page opened headless (screenshot, DOM)
@@ -68,6 +73,15 @@ done
 
 [ "$mode" = "--deps" ] && exit 0
 
+# launch/test-tools.txt into the venv $1, again only when the list has changed since.
+install_test_tools() {
+  local venv=$1 stamp=$1/.gantry-test-tools
+  cmp -s "$here/launch/test-tools.txt" "$stamp" && return 0
+  echo "setup: installing launch/test-tools.txt into $venv"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$here/launch/test-tools.txt"
+  cp "$here/launch/test-tools.txt" "$stamp"
+}
+
 # Extra CMake arguments: GANTRY_CMAKE_ARGS (launch/test.sh turns warnings into errors with it); ccache
 # when it is installed, so a rebuild after a pull compiles only what changed. The build precompiles
 # LibTorch's header (GANTRY_PCH): ccache caches its users only with these sloppiness settings.
@@ -76,6 +90,12 @@ command -v ccache >/dev/null &&
   cmake_args+=("-DCMAKE_CXX_COMPILER_LAUNCHER=env;CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime;ccache")
 
 if [ "$mode" != "--pypi" ]; then
+  tools_venv=$build_dir/tools-venv  # CMake's GANTRY_TOOLS_PYTHON default for this build
+  if [ ! -x "$tools_venv/bin/python" ]; then
+    mkdir -p "$build_dir"
+    /usr/bin/python3 -m venv --system-site-packages "$tools_venv"
+  fi
+  install_test_tools "$tools_venv"
   cmake -S "$here" -B "$build_dir" -DCMAKE_BUILD_TYPE="$build_type" "${cmake_args[@]}" >/dev/null
   cmake --build "$build_dir" -j "$(nproc)"
   exit 0
@@ -101,6 +121,7 @@ if ! cmp -s "$here/launch/torch-pypi.txt" "$stamp"; then
   "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps -r "$here/launch/torch-pypi.txt"
   cp "$here/launch/torch-pypi.txt" "$stamp"
 fi
+install_test_tools "$venv"
 torch_cmake=$("$venv/bin/python" -c 'import torch; print(torch.utils.cmake_prefix_path)')
 # TORCH_CUDA_ARCH_LIST only quiets LibTorch's GPU autodetection: gantry compiles no CUDA kernels.
 cmake -S "$here" -B "$pypi_dir" -DCMAKE_BUILD_TYPE="$build_type" -DCMAKE_PREFIX_PATH="$torch_cmake" \

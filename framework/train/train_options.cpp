@@ -22,6 +22,8 @@ void add_common_keys(Schema& s, const std::vector<std::string>& recipes) {
       .add_int("train.log_every", 50, "progress line and metrics.jsonl every N steps", 1)
       .add_int("train.sample_every", 500, "sample grid every N steps (0: only at the end)", 0)
       .add_int("train.eval_every", 1000, "held-out evaluation every N steps (0: only at the end)", 0)
+      .add_bool("train.tensorboard", true,
+                "TensorBoard event files in the run directory: metrics, sample grids, configuration")
       .add_int("train.eval_batches", 0, "held-out batches per evaluation (0: the whole set)", 0)
       .add_string("eval.features", "",
                   "a classifier run or checkpoint: evaluations add FID / KID of samples in its features")
@@ -98,6 +100,7 @@ TrainOptions parse_train_options(const Config& c) {
   o.eval_batches = c.int64("train.eval_batches");
   o.cadence = {c.int64("train.log_every"), c.int64("train.sample_every"), c.int64("train.eval_every"),
                c.int64("train.checkpoint_every")};
+  o.tensorboard = c.flag("train.tensorboard");
   o.retention = {c.int64("train.keep_last"), c.int64("train.keep_every")};
   o.step = {c.int64("train.micro_batches"), c.real("train.clip_grad_norm"), parse_precision(c.str("train.precision"))};
   o.threads = static_cast<int>(c.int64("train.threads"));

@@ -48,6 +48,7 @@ struct TrainOptions {
   int64_t hold_steps = 0;    // train.lr_hold_steps
   int64_t eval_batches = 0;  // 0: the whole held-out set
   Cadence cadence;
+  bool tensorboard = true;  // train.tensorboard: event files beside metrics.jsonl (report/tensorboard.h)
   Retention retention;
   StepOptions step;            // micro-batches, clipping, precision
   int threads = 0;             // train.threads

@@ -20,6 +20,7 @@
 #include "report/image.h"
 #include "report/metrics.h"
 #include "report/progress.h"
+#include "report/tensorboard.h"
 #include "train/device_setup.h"
 #include "train/evaluation.h"
 #include "train/run_state.h"
@@ -86,9 +87,11 @@ class Trainer {
   void open_run_dir();
   void start_or_resume();
   void print_configuration();
+  void open_events();
   void set_learning_rates(int64_t step);
   StepBatches next_batches();
   void log_step(int64_t step);
+  void record(const nlohmann::json& rec, bool evaluation);
   void write_samples(int64_t step);
   void write_visuals(int64_t step);
   void evaluate(int64_t step);
@@ -117,6 +120,7 @@ class Trainer {
   StepBatches last_batches_;
 
   std::optional<MetricsLog> metrics_;  // rank 0 only
+  std::optional<EventWriter> events_;  // rank 0 only, train.tensorboard
   std::unique_ptr<Checkpointer> checkpointer_;
   std::unique_ptr<Progress> bar_;
   LossMeter meter_;
@@ -219,6 +223,7 @@ void Trainer::start_or_resume() {
   }
   print_configuration();
   if (root_) metrics_.emplace((run_ / "metrics.jsonl").string(), step_);
+  if (root_ && o_.tensorboard) open_events();
   checkpointer_ = std::make_unique<Checkpointer>(s_.run_dir, o_.retention);
 }
 
@@ -231,6 +236,15 @@ void Trainer::print_configuration() {
   for (const auto& [k, v] : runtime_facts()) std::cout << "  " << k << ": " << v << "\n";
   std::cout << "  ranks: " << ctx_.world_size << ", run directory: " << fs::absolute(run_).string() << std::endl;
   if (blas_is_reference()) log_warn("LibTorch uses the reference BLAS (about 10x slower): run launch/setup.sh");
+}
+
+// A new TensorBoard event file for this session. Its SessionLog START at the first step the session logs
+// makes TensorBoard drop what earlier sessions wrote from that step on (past the checkpoint resumed
+// from), as metrics.jsonl drops those lines: each step is shown once.
+void Trainer::open_events() {
+  events_.emplace(run_.string());
+  events_->add_session_start(step_ + 1);
+  events_->add_text("config", s_.config.to_ini(), step_);
 }
 
 void Trainer::set_learning_rates(int64_t step) {
@@ -264,17 +278,36 @@ void Trainer::log_step(int64_t step) {
     rec["loss_scale_" + group] = scaler.scale_value();
     rec["skipped_steps_" + group] = scaler.skipped();
   }
-  metrics_->write(rec);
+  record(rec, false);
   char rate[64];
   std::snprintf(rate, sizeof rate, "%.0f img/s", ips);
   bar_->set(static_cast<uint64_t>(step), std::string(rate) + ", " + values_text(avg));
 }
 
+// One line of metrics.jsonl, and its numbers as TensorBoard scalars at its step, tagged with their keys
+// (an evaluation's `time` as `eval_time`, so it does not interleave with the step lines' `time`).
+void Trainer::record(const nlohmann::json& rec, bool evaluation) {
+  metrics_->write(rec);
+  if (!events_) return;
+  std::vector<std::pair<std::string, double>> scalars;
+  for (const auto& [key, value] : rec.items()) {
+    if (key == "step" || !value.is_number()) continue;
+    scalars.emplace_back(evaluation && key == "time" ? "eval_time" : key, value.get<double>());
+  }
+  events_->add_scalars(scalars, rec.at("step").get<int64_t>());
+}
+
+// A grid of 64 samples: samples/step-N.png, and the same PNG in TensorBoard.
 void Trainer::write_samples(int64_t step) {
   if (!root_) return;
   at::Generator gen = keyed_generator(o_.seed, static_cast<uint64_t>(RngStream::kSample));
   torch::Tensor images = recipe_->sample(64, gen);
-  if (images.defined()) save_grid((run_ / "samples" / (checkpoint_name(step) + ".png")).string(), images);
+  if (!images.defined()) return;
+  const torch::Tensor grid = make_grid(images);  // (H, W, C) uint8
+  const int h = static_cast<int>(grid.size(0)), w = static_cast<int>(grid.size(1)), c = static_cast<int>(grid.size(2));
+  const std::string png = encode_png(grid.data_ptr<uint8_t>(), h, w, c);
+  write_file_atomic((run_ / "samples" / (checkpoint_name(step) + ".png")).string(), png);
+  if (events_) events_->add_image("samples", png, h, w, c, step);
 }
 
 void Trainer::write_visuals(int64_t step) {
@@ -292,7 +325,7 @@ void Trainer::evaluate(int64_t step) {
   nlohmann::json rec = {{"step", step}, {"time", seconds_since(start_time_)}};
   for (const auto& [k, v] : result) rec[k] = v;
   if (s_.features) rec["features"] = s_.feature_space;
-  metrics_->write(rec);
+  record(rec, true);
   note("eval at step " + std::to_string(step) + ": " + values_text(result));
 }
 
