@@ -60,7 +60,7 @@ int eval_command(const Args& args, MpiRuntime& mpi) {
   std::shared_ptr<void> feature_net;
   open_feature_space(schema, *comm, device, *model.config, *model.setup, feature_net);
   const Values values =
-      evaluate_run(*comm, *model.loaded.recipe, model.setup->streams.front(), *model.config, model.setup->features);
+      evaluate_run(*comm, *model.loaded.recipe, model.setup->streams, *model.config, model.setup->features);
   if (!root) return 0;
 
   const fs::path ckpt(model.loaded.from.dir);

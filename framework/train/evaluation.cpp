@@ -49,6 +49,36 @@ std::vector<double> parzen_means(Communicator& comm, const torch::Tensor& points
   return means;
 }
 
+// FID, KID and its spread of `fake` against `real` features (each rank its rows; `fake_rows`, `real_rows`:
+// rows per block of the global order), keys prefixed by `name`.
+void add_distances(Communicator& comm, const torch::Tensor& fake, int64_t fake_rows, const torch::Tensor& real,
+                   int64_t real_rows, const SampleScoreOptions& o, const std::string& name, Values& out) {
+  FeatureMoments fake_m(fake.size(1)), real_m(real.size(1));
+  fake_m.add(fake);
+  real_m.add(real);
+  fake_m.all_reduce(comm);
+  real_m.all_reduce(comm);
+  out.emplace_back("fid" + name, frechet_distance(fake_m.fit(), real_m.fit()));
+  at::Generator gen = keyed_generator(o.seed, static_cast<uint64_t>(RngStream::kScore), kKidKey);
+  const KidResult kid =
+      kernel_distance(gather_in_global_order(comm, fake, fake_rows), gather_in_global_order(comm, real, real_rows),
+                      o.kid_subsets, o.kid_subset_size, gen);
+  out.emplace_back("kid" + name, kid.mean);
+  out.emplace_back("kid" + name + "_std", kid.std);
+}
+
+// (n, C, H, W) center-cropped to h x w.
+torch::Tensor center(const torch::Tensor& x, int64_t h, int64_t w) {
+  return x.narrow(2, (x.size(2) - h) / 2, h).narrow(3, (x.size(3) - w) / 2, w);
+}
+
+// Whether `recipe` translates between the first two of `streams` (CycleGAN): a probe at stream A's shape.
+bool translates(Recipe& recipe, const std::vector<StreamSource>& streams) {
+  if (streams.size() < 2) return false;
+  const DataShape& a = streams[0].shape;
+  return recipe.translate(torch::zeros({1, a.channels, a.height, a.width}), true).defined();
+}
+
 }  // namespace
 
 Values average_across(Communicator& comm, const Losses& sums, double divisor) {
@@ -104,8 +134,9 @@ SampleScoreOptions parse_sample_scores(const Config& c) {
   return o;
 }
 
-Values evaluate_run(Communicator& comm, Recipe& recipe, const StreamSource& main, const Config& config,
+Values evaluate_run(Communicator& comm, Recipe& recipe, const std::vector<StreamSource>& streams, const Config& config,
                     const FeatureFn& features) {
+  const StreamSource& main = streams.front();
   const SampleScoreOptions o = parse_sample_scores(config);
   if (!main.make_eval) {
     if (features || o.parzen)
@@ -116,6 +147,17 @@ Values evaluate_run(Communicator& comm, Recipe& recipe, const StreamSource& main
   auto eval = main.make_eval();
   Values out = evaluate_held_out(comm, recipe, *eval, t.eval_batches, t.seed);
   if (!features && !o.parzen) return out;
+  if (translates(recipe, streams)) {
+    if (o.parzen) throw UsageError("eval.parzen: recipe translates images; Parzen windows score a generator's samples");
+    if (!streams[1].make_eval)
+      throw UsageError("data." + streams[1].name + "_eval_path: FID / KID of translations compare them with domain " +
+                       streams[1].name + "'s held-out set; none is set");
+    auto a = main.make_eval(), b = streams[1].make_eval();
+    const Values scores = translation_scores(comm, recipe, *a, std::max<int64_t>(1, a->steps_per_epoch()), *b,
+                                             std::max<int64_t>(1, b->steps_per_epoch()), features, o);
+    out.insert(out.end(), scores.begin(), scores.end());
+    return out;
+  }
   auto real = main.make_eval();
   std::unique_ptr<BatchSource> validation;
   int64_t validation_batches = 0;
@@ -156,23 +198,10 @@ Values sample_scores(Communicator& comm, Recipe& recipe, BatchSource& real, int6
   out.emplace_back("samples", static_cast<double>(chunks * o.chunk));
   out.emplace_back("real_images", static_cast<double>(real_local * world));
   if (features) {
-    const torch::Tensor fake_features = torch::cat(ff);
-    const torch::Tensor real_features = torch::cat(rf);
-    FeatureMoments fake_m(fake_features.size(1)), real_m(real_features.size(1));
-    fake_m.add(fake_features);
-    real_m.add(real_features);
-    fake_m.all_reduce(comm);
-    real_m.all_reduce(comm);
-    out.emplace_back("fid", frechet_distance(fake_m.fit(), real_m.fit()));
     // KID needs the features themselves: every rank gathers both sets (n·d floats each, once per
     // evaluation) and computes the same subsets.
-    const int64_t real_rows = real_local / std::max<int64_t>(1, real_batches);  // per batch
-    torch::Tensor all_fake = gather_in_global_order(comm, fake_features, o.chunk);
-    torch::Tensor all_real = gather_in_global_order(comm, real_features, real_rows);
-    at::Generator gen = keyed_generator(o.seed, static_cast<uint64_t>(RngStream::kScore), kKidKey);
-    const KidResult kid = kernel_distance(all_fake, all_real, o.kid_subsets, o.kid_subset_size, gen);
-    out.emplace_back("kid", kid.mean);
-    out.emplace_back("kid_std", kid.std);
+    add_distances(comm, torch::cat(ff), o.chunk, torch::cat(rf), real_local / std::max<int64_t>(1, real_batches), o, "",
+                  out);
   }
   if (o.parzen) {
     if (!validation || validation_batches < 1)
@@ -196,6 +225,43 @@ Values sample_scores(Communicator& comm, Recipe& recipe, BatchSource& real, int6
     out.emplace_back("parzen_ll_se", std::sqrt(var / n));
     out.emplace_back("parzen_sigma", sigmas[best]);
   }
+  return out;
+}
+
+Values translation_scores(Communicator& comm, Recipe& recipe, BatchSource& eval_a, int64_t batches_a,
+                          BatchSource& eval_b, int64_t batches_b, const FeatureFn& features,
+                          const SampleScoreOptions& o) {
+  // This rank's share of one held-out split: its images' features and their translations' features.
+  struct Side {
+    torch::Tensor real, translated;
+    int64_t rows = 0, count = 0;  // per batch, on this rank
+  };
+  auto embed = [&](BatchSource& eval, int64_t batches, bool a_to_b) {
+    Side side;
+    std::vector<torch::Tensor> real, translated;
+    for (int64_t i = 0; i < batches; ++i) {
+      const torch::Tensor images = images_to_float(eval.next().images, torch::kCPU);
+      const torch::Tensor out = recipe.translate(images, a_to_b).to(torch::kCPU);
+      translated.push_back(features(out).to(torch::kCPU, torch::kFloat32));
+      real.push_back(features(center(images, out.size(2), out.size(3))).to(torch::kCPU, torch::kFloat32));
+      side.count += images.size(0);
+    }
+    side.real = torch::cat(real);
+    side.translated = torch::cat(translated);
+    side.rows = side.count / std::max<int64_t>(1, batches);
+    return side;
+  };
+  Side a, b;
+  with_averaged_buffers(comm, recipe, [&] {
+    torch::NoGradGuard no_grad;
+    a = embed(eval_a, batches_a, true);
+    b = embed(eval_b, batches_b, false);
+  });
+  Values out;
+  out.emplace_back("translated_a", static_cast<double>(a.count * comm.world_size()));
+  out.emplace_back("translated_b", static_cast<double>(b.count * comm.world_size()));
+  add_distances(comm, a.translated, a.rows, b.real, b.rows, o, "_a2b", out);
+  add_distances(comm, b.translated, b.rows, a.real, a.rows, o, "_b2a", out);
   return out;
 }
 

@@ -58,10 +58,11 @@ struct SampleScoreOptions {
 };
 SampleScoreOptions parse_sample_scores(const Config& config);  // eval.*, run.seed
 
-// Held-out metrics, then — with `features`, or eval.parzen — the sample scores against the whole held-out
-// split of `main` (Parzen's validation images from its training split). What an evaluation of the
-// trainer and gantry eval compute. Collective.
-Values evaluate_run(Communicator& comm, Recipe& recipe, const StreamSource& main, const Config& config,
+// Held-out metrics of the first (main) stream, then — with `features`, or eval.parzen — the sample scores
+// against its whole held-out split (Parzen's validation images from its training split); for a recipe that
+// translates between two streams, the translation scores instead. What an evaluation of the trainer and
+// gantry eval compute. Collective.
+Values evaluate_run(Communicator& comm, Recipe& recipe, const std::vector<StreamSource>& streams, const Config& config,
                     const FeatureFn& features);
 
 // Scores of the recipe's samples against `real_batches` batches of `real` (each rank its share): with
@@ -72,5 +73,13 @@ Values evaluate_run(Communicator& comm, Recipe& recipe, const StreamSource& main
 Values sample_scores(Communicator& comm, Recipe& recipe, BatchSource& real, int64_t real_batches,
                      BatchSource* validation, int64_t validation_batches, const FeatureFn& features,
                      const SampleScoreOptions& options);
+
+// FID / KID of a translation recipe (Recipe::translate) in `features`, both ways over the whole held-out
+// splits: its translations of held-out A against held-out B ("fid_a2b", "kid_a2b", "kid_a2b_std") and of
+// held-out B against held-out A ("..._b2a"); real images are center-cropped to the translations' size
+// (the recipe translates center crops). "translated_a", "translated_b" count the images. Collective.
+Values translation_scores(Communicator& comm, Recipe& recipe, BatchSource& eval_a, int64_t batches_a,
+                          BatchSource& eval_b, int64_t batches_b, const FeatureFn& features,
+                          const SampleScoreOptions& options);
 
 }  // namespace gantry

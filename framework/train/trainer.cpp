@@ -320,7 +320,7 @@ void Trainer::write_visuals(int64_t step) {
 void Trainer::evaluate(int64_t step) {
   const StreamSource& main = s_.streams.front();
   if (!main.make_eval) return;
-  const Values result = evaluate_run(comm_, *recipe_, main, s_.config, s_.features);
+  const Values result = evaluate_run(comm_, *recipe_, s_.streams, s_.config, s_.features);
   if (result.empty() || !root_) return;
   nlohmann::json rec = {{"step", step}, {"time", seconds_since(start_time_)}};
   for (const auto& [k, v] : result) rec[k] = v;

@@ -1,6 +1,6 @@
-// gantry eval on real runs: a classifier (60 steps on 2000 Fashion-MNIST images) and an f-GAN generator
-// (20 steps) trained here by `gantry train`. The classifier's held-out metrics equal the trainer's own
-// last evaluation (the networks are restored exactly); the f-GAN's sample scores (FID / KID in the
+// gantry eval on real runs: a classifier (60 steps on 2000 Fashion-MNIST images), an f-GAN generator
+// (20 steps) and a tiny CycleGAN (4 steps) trained here by `gantry train`. The classifier's held-out metrics equal the
+// trainer's own last evaluation (the networks are restored exactly); the f-GAN's sample scores (FID / KID in the
 // classifier's features, Parzen) are the same on one rank and on two; a TorchScript feature network
 // (the --inception path) is used as given; bad input is one line and a documented exit code.
 #include <gtest/gtest.h>
@@ -9,6 +9,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "support/testing.h"
@@ -46,6 +47,20 @@ class EvalCli : public ::testing::Test {
                     " --run-dir " + (d / "fgan") +
                     " --train.steps 20 --train.batch_size 64 --train.checkpoint_every 20 --fgan.g_hidden 256 "
                     "--fgan.v_hidden 64");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    // A tiny CycleGAN between two synthetic colour domains (16 x 16 crops of 20 x 20 images).
+    for (auto [name, count, seed] : {std::tuple{"a", 24, 1}, std::tuple{"b", 20, 2}}) {
+      r = run_command(kGantry + " data convert --quiet --format synthetic --count " + std::to_string(count) +
+                      " --resolution 20 --channels 3 --seed " + std::to_string(seed) + " --out " + (d / name));
+      ASSERT_EQ(r.exit_code, 0) << r.output;
+    }
+    r = run_command(kGantry + " train --config " + GANTRY_SOURCE_DIR + "/experiments/cyclegan_fashion_mnist.ini" +
+                    " --run-dir " + (d / "cyclegan") + " --data.path " + (d / "a") + " --data.b_path " + (d / "b") +
+                    " --data.eval_path " + (d / "a") + " --data.b_eval_path " + (d / "b") +
+                    " --data.workers 1 --train.steps 4 --train.batch_size 4 --train.threads 1"
+                    " --train.checkpoint_every 4 --train.sample_every 0 --train.eval_every 0"
+                    " --cyclegan.crop_size 16 --cyclegan.g_width 4 --cyclegan.d_width 4"
+                    " --cyclegan.residual_blocks 1 --cyclegan.d_layers 1 --cyclegan.pool_size 3");
     ASSERT_EQ(r.exit_code, 0) << r.output;
   }
   static void TearDownTestSuite() { delete dir_; }
@@ -166,6 +181,38 @@ TEST_F(EvalCli, TorchScriptFeaturesAreUsedAsGiven) {
                   " --eval.samples 100");
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find("flat.pt: returned a 0-d output, not (N, d) features"), std::string::npos) << r.output;
+}
+
+// A translation recipe is scored by its translations of each held-out domain against the other's held-out
+// images (center crops of the translations' size), both ways; the same on one rank and on two.
+TEST_F(EvalCli, TranslationScoresAreTheSameOnOneRankAndTwo) {
+  const testing::ScratchDir& d = *dir_;
+  const std::string args = " eval --checkpoint " + (d / "cyclegan") + " --eval.features " + (d / "classifier") +
+                           " --eval.kid_subsets 5 --eval.kid_subset_size 12";
+  auto one = run_command(kGantry + args + " --out " + (d / "cyc1.json"));
+  ASSERT_EQ(one.exit_code, 0) << one.output;
+  auto two = run_command(kMpiexec + args + " --out " + (d / "cyc2.json"));
+  ASSERT_EQ(two.exit_code, 0) << two.output;
+  const auto a = read_json(d / "cyc1.json"), b = read_json(d / "cyc2.json");
+  EXPECT_EQ(a["values"]["translated_a"], 24);  // whole global batches of 4
+  EXPECT_EQ(a["values"]["translated_b"], 20);
+  EXPECT_TRUE(a["values"].contains("eval_cycle_a")) << a.dump();
+  EXPECT_FALSE(a["values"].contains("fid")) << "a translation recipe draws no samples of its own";
+  for (const char* key : {"fid_a2b", "kid_a2b", "kid_a2b_std", "fid_b2a", "kid_b2a", "kid_b2a_std"}) {
+    ASSERT_TRUE(a["values"].contains(key) && b["values"].contains(key)) << key << ": " << a.dump() << b.dump();
+    const double x = a["values"][key], y = b["values"][key];
+    EXPECT_TRUE(std::isfinite(x)) << key;
+    EXPECT_NEAR(x, y, 1e-6 * std::max(1.0, std::abs(x))) << key;
+  }
+  EXPECT_GT(a["values"]["fid_a2b"].get<double>(), 0.0);
+  EXPECT_NE(a["values"]["fid_a2b"].get<double>(), a["values"]["fid_b2a"].get<double>());
+
+  auto r = run_command(kGantry + args + " --eval.parzen true");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("eval.parzen: recipe translates images"), std::string::npos) << r.output;
+  r = run_command(kGantry + args + " --data.b_eval_path=");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("data.b_eval_path: FID / KID of translations"), std::string::npos) << r.output;
 }
 
 TEST_F(EvalCli, BadInputIsOneLineAndAnExitCode) {
