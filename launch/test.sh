@@ -18,8 +18,10 @@ for build in ${GANTRY_TEST_BUILDS:-debian}; do
   esac
   echo "== test: $build build ($dir)"
   start=$(date +%s)
-  if ! bash "$here/launch/setup.sh" "${setup_args[@]}"; then
-    rc=$?; echo "== test: $build build: setup failed (exit $rc)" >&2
+  bash "$here/launch/setup.sh" "${setup_args[@]}"
+  rc=$?
+  if [ "$rc" != 0 ]; then
+    echo "== test: $build build: setup failed (exit $rc)" >&2
     [ "$status" = 0 ] && status=$rc
     continue
   fi
