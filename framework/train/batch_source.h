@@ -6,6 +6,7 @@
 #include <torch/types.h>
 
 #include <cstdint>
+#include <vector>
 
 namespace gantry {
 
@@ -75,6 +76,27 @@ inline at::Generator keyed_generator(uint64_t seed, uint64_t stream, uint64_t a 
 // from its data).
 inline at::Generator batch_generator(uint64_t seed, uint64_t stream, const DataPosition& position) {
   return keyed_generator(seed, stream, static_cast<uint64_t>(position.epoch), static_cast<uint64_t>(position.index));
+}
+
+// One generator per row of this rank's share of a global batch, row i keyed by (key, the epoch, the
+// place of its sample in the epoch's global order): a sample gets the same random numbers on every world
+// size, and a rank draws only for its own rows (nothing that grows with the world size). Rank r holds rows
+// [r·B, (r+1)·B) of the global batch that starts at batch.position (B = batch.images.size(0)).
+inline std::vector<at::Generator> row_generators(uint64_t key, const Batch& batch, int rank) {
+  const int64_t rows = batch.images.size(0), first = batch.position.index + rank * rows;
+  std::vector<at::Generator> gens;
+  gens.reserve(static_cast<size_t>(rows));
+  for (int64_t i = 0; i < rows; ++i)
+    gens.push_back(keyed_generator(key, static_cast<uint64_t>(batch.position.epoch), static_cast<uint64_t>(first + i)));
+  return gens;
+}
+
+// Standard normal float32 (gens.size(), shape...) on the CPU, row i the next numbers of gens[i].
+inline torch::Tensor row_normal(std::vector<at::Generator>& gens, at::IntArrayRef shape) {
+  std::vector<torch::Tensor> rows;
+  rows.reserve(gens.size());
+  for (auto& gen : gens) rows.push_back(at::randn(shape, gen, torch::kFloat32));
+  return torch::stack(rows);
 }
 
 // This rank's rows of a tensor drawn for the whole global batch (rank r of W takes rows

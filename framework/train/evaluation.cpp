@@ -102,9 +102,7 @@ Values evaluate_held_out(Communicator& comm, Recipe& recipe, BatchSource& eval, 
   Values result;
   with_averaged_buffers(comm, recipe, [&] {
     const int64_t n = batches > 0 ? batches : std::max<int64_t>(1, eval.steps_per_epoch());
-    at::Generator gen =
-        keyed_generator(seed, static_cast<uint64_t>(RngStream::kEval), static_cast<uint64_t>(comm.rank()));
-    result = average_across(comm, recipe.evaluate(eval, n, gen), 1.0);
+    result = average_across(comm, recipe.evaluate(eval, n, rng_seed(seed, RngStream::kEval)), 1.0);
   });
   return result;
 }

@@ -34,7 +34,7 @@ using Values = std::vector<std::pair<std::string, double>>;
 Values average_across(Communicator& comm, const Losses& sums, double divisor);
 
 // The recipe's held-out metrics over `batches` batches of `eval` (0: its whole epoch), BatchNorm
-// statistics averaged over ranks, random numbers keyed by (seed, rank). Collective.
+// statistics averaged over ranks, random numbers keyed by (seed, kEval) (Recipe::evaluate). Collective.
 Values evaluate_held_out(Communicator& comm, Recipe& recipe, BatchSource& eval, int64_t batches, uint64_t seed);
 
 // A recipe rebuilt from a checkpoint for evaluation or sampling: its networks and state restored

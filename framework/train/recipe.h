@@ -87,9 +87,11 @@ class Recipe {
   // n samples (n, C, H, W) in [-1, 1] drawn from `gen` (CPU), for the sample grid; an undefined tensor
   // when the samples are not images (no grid is written).
   virtual torch::Tensor sample(int64_t n, at::Generator& gen) = 0;
-  // Held-out metrics over `batches` batches of `eval` (rank-local; the trainer averages across ranks),
-  // random numbers from `gen`.
-  virtual Losses evaluate(BatchSource& eval, int64_t batches, at::Generator& gen) { return {}; }
+  // Held-out metrics over `batches` batches of `eval` (rank-local; the trainer averages across ranks).
+  // Random numbers come from `noise_key`: per sample (row_generators), so the metrics are the same on
+  // every world size; a recipe whose metric depends on the rank's batch (BatchNorm in training mode)
+  // keys its numbers by rank and says so.
+  virtual Losses evaluate(BatchSource& eval, int64_t batches, uint64_t noise_key) { return {}; }
   // An embedding of images (n, C, H, W) in [-1, 1] → (n, d), for scores in a feature space (gantry eval's
   // Fréchet and kernel distances); undefined when the recipe has none (only the classifier has one).
   virtual torch::Tensor features(const torch::Tensor& images) { return {}; }

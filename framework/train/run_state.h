@@ -25,7 +25,7 @@ enum class RngStream : uint64_t {
   kTrain = 0x7A11,       // the default CPU generator while training (per rank; and per step after a resume on
                          // another world size)
   kSample = 0x5A3B,      // sample grids
-  kEval = 0xE7A1,        // held-out evaluation (per rank)
+  kEval = 0xE7A1,        // held-out evaluation (per sample, see Recipe::evaluate)
   kVisuals = 0x715A,     // reconstructions and other pictures
   kDataStream = 0xDA7A,  // the permutation of a data stream other than the main one (per stream name)
   kScore = 0x5C0E,       // gantry eval's sample scores (per chunk of samples, so any world size draws the same)

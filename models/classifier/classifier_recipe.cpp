@@ -65,7 +65,7 @@ class ClassifierRecipe : public Recipe {
   }
 
   // Held-out cross-entropy, accuracy and error rate (dropout off).
-  Losses evaluate(BatchSource& eval, int64_t batches, at::Generator&) override {
+  Losses evaluate(BatchSource& eval, int64_t batches, uint64_t) override {
     torch::NoGradGuard no_grad;
     model_->eval();
     auto zero = torch::zeros({}, torch::TensorOptions(device_).dtype(torch::kFloat64));

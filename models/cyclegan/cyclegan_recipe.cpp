@@ -225,7 +225,7 @@ class CycleGanRecipe : public Recipe {
   }
 
   // Held-out cycle consistency of domain A: mean |F(G(a)) - a| (pixels in [-1, 1], no λ), center crops.
-  Losses evaluate(BatchSource& eval, int64_t batches, at::Generator&) override {
+  Losses evaluate(BatchSource& eval, int64_t batches, uint64_t) override {
     torch::NoGradGuard no_grad;
     auto sum = torch::zeros({}, torch::TensorOptions(device_).dtype(torch::kFloat64));
     int64_t n = 0;

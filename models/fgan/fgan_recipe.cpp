@@ -7,7 +7,6 @@
 #include <optional>
 
 #include "core/errors.h"
-#include "train/fused_adam.h"
 #include "dcgan/dcgan_model.h"
 #include "fgan/divergence.h"
 #include "fgan/fgan_model.h"
@@ -15,6 +14,7 @@
 #include "fgan/gauss_mixture.h"
 #include "fgan/mixture_source.h"
 #include "train/buffers.h"
+#include "train/fused_adam.h"
 
 namespace gantry::fgan {
 
@@ -118,9 +118,13 @@ class FganRecipe : public Recipe {
   // capacity), and its sampling variance from the per-sample terms: F = mean_P T − mean_Q f*(T) over
   // independent samples, so Var F = Var_P T / n_P + Var_Q f*(T) / n_Q. Each rank's share is divided by
   // the world size, so the trainer's average over ranks is the variance of their averaged F.
+  // The generated samples are drawn per rank (keyed by rank): the generator's BatchNorm runs in training
+  // mode on each rank's batch, as in training and in the paper's samples, so no per-sample key would make
+  // them independent of the world size; eval_F on W ranks is an estimate of the same F, not the same number.
   // The 1-D model also reports θ = (μ, σ), D_f(P‖Q_θ) by quadrature, and the optimum θ*.
-  Losses evaluate(BatchSource& eval, int64_t batches, at::Generator& gen) override {
+  Losses evaluate(BatchSource& eval, int64_t batches, uint64_t noise_key) override {
     torch::NoGradGuard no_grad;
+    at::Generator gen = keyed_generator(noise_key, static_cast<uint64_t>(rank_));
     std::vector<torch::Tensor> real_T, fake_conj_T;  // per sample, float64
     for (int64_t i = 0; i < batches; ++i) {
       Batch b = eval.next();

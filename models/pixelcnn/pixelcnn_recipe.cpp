@@ -71,7 +71,7 @@ class PixelCnnRecipe : public Recipe {
 
   // Held-out NLL: bits/dim (eval_loss, the training loss's unit, and eval_bits_per_dim) and nats per
   // image (eval_nats), summed in float64 over every sub-pixel of `batches` batches.
-  Losses evaluate(BatchSource& eval, int64_t batches, at::Generator&) override {
+  Losses evaluate(BatchSource& eval, int64_t batches, uint64_t) override {
     torch::NoGradGuard no_grad;
     auto nats = torch::zeros({}, torch::TensorOptions(device_).dtype(torch::kFloat64));
     int64_t images = 0;

@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "eval/likelihood.h"
+#include "train/batch_source.h"
 
 namespace gantry::vae {
 
@@ -135,8 +136,38 @@ ElboTerms VaeImpl::elbo(const torch::Tensor& x, const VaeOutput& out) const {
 }
 
 torch::Tensor VaeImpl::iwae(const torch::Tensor& x, int64_t k, at::Generator& gen, int64_t rows) {
-  torch::NoGradGuard no_grad;
   const int64_t b = x.size(0), latent = options_.latent;
+  return iwae_with(
+      x, k,
+      [&](int64_t n) {
+        return at::randn({b, n, latent}, gen, torch::kFloat32);
+      },
+      rows);
+}
+
+torch::Tensor VaeImpl::iwae(const torch::Tensor& x, int64_t k, std::vector<at::Generator>& row_gens, int64_t rows) {
+  TORCH_CHECK(static_cast<int64_t>(row_gens.size()) == x.size(0), "vae iwae: one generator per image");
+  // Each image's ε drawn in blocks of 16 samples whatever the chunk: the chunk depends on how many images
+  // share a pass (the world size), and LibTorch's randn of n·L values is not n draws of L.
+  constexpr int64_t kBlock = 16;
+  torch::Tensor pending = torch::empty({x.size(0), 0, options_.latent});
+  return iwae_with(
+      x, k,
+      [&](int64_t n) {
+        std::vector<torch::Tensor> blocks{pending};
+        for (int64_t have = pending.size(1); have < n; have += kBlock)
+          blocks.push_back(row_normal(row_gens, {kBlock, options_.latent}));
+        torch::Tensor all = torch::cat(blocks, 1);
+        pending = all.narrow(1, n, all.size(1) - n);
+        return all.narrow(1, 0, n);
+      },
+      rows);
+}
+
+torch::Tensor VaeImpl::iwae_with(const torch::Tensor& x, int64_t k, const std::function<torch::Tensor(int64_t)>& draw,
+                                 int64_t rows) {
+  torch::NoGradGuard no_grad;
+  const int64_t b = x.size(0);
   auto h = encoder_->forward(x);
   auto mu = to_mu_->forward(h).to(torch::kFloat32), logvar = to_logvar_->forward(h).to(torch::kFloat32);
   auto sigma = torch::exp(0.5 * logvar).unsqueeze(1);  // (B, 1, L)
@@ -144,7 +175,7 @@ torch::Tensor VaeImpl::iwae(const torch::Tensor& x, int64_t k, at::Generator& ge
   std::vector<torch::Tensor> log_w;  // (B, chunk) each
   for (int64_t done = 0; done < k; done += chunk) {
     const int64_t n = std::min(chunk, k - done);
-    auto eps = at::randn({b, n, latent}, gen, torch::kFloat32).to(x.device());
+    auto eps = draw(n).to(x.device());
     auto z = mu.unsqueeze(1) + sigma * eps;  // (B, n, L)
     // log p(z) − log q(z|x): the Gaussians' normalisers cancel; what is left per latent dimension is
     // −z²/2 + ε²/2 + log σ.

@@ -89,7 +89,8 @@ class VaeRecipe : public Recipe {
   // Held-out negative ELBO (closed-form KL, one posterior sample per image) in nats per image, and with
   // vae.iwae_k > 0 the importance-weighted bound. Bits/dim (nats / (D ln 2)) only for the decoders that
   // are distributions of the 8-bit image (logistic, categorical): then both are bounds on its code length.
-  Losses evaluate(BatchSource& eval, int64_t batches, at::Generator& gen) override {
+  // Each image's z draws are its own (row_generators), so the bounds are the same on every world size.
+  Losses evaluate(BatchSource& eval, int64_t batches, uint64_t noise_key) override {
     torch::NoGradGuard no_grad;
     model_->eval();
     auto zero = torch::zeros({}, torch::TensorOptions(device_).dtype(torch::kFloat64));
@@ -98,10 +99,11 @@ class VaeRecipe : public Recipe {
     for (int64_t i = 0; i < batches; ++i) {
       Batch b = eval.next();
       auto x = images_to_float(b.images, device_);
-      auto terms = model_->elbo(x, model_->forward(x, latent_noise(x.size(0), gen)));
+      auto gens = row_generators(noise_key, b, rank_);
+      auto terms = model_->elbo(x, model_->forward(x, row_normal(gens, {model_->options().latent}).to(device_)));
       sum += terms.loss.to(torch::kFloat64) * static_cast<double>(x.size(0));
       recon += terms.recon.to(torch::kFloat64) * static_cast<double>(x.size(0));
-      if (iwae_k_ > 0) iwae -= model_->iwae(x, iwae_k_, gen).sum();
+      if (iwae_k_ > 0) iwae -= model_->iwae(x, iwae_k_, gens).sum();
       n += x.size(0);
     }
     model_->train();

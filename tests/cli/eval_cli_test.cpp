@@ -1,8 +1,10 @@
 // gantry eval on real runs: a classifier (60 steps on 2000 Fashion-MNIST images), an f-GAN generator
-// (20 steps) and a tiny CycleGAN (4 steps) trained here by `gantry train`. The classifier's held-out metrics equal the
-// trainer's own last evaluation (the networks are restored exactly); the f-GAN's sample scores (FID / KID in the
-// classifier's features, Parzen) are the same on one rank and on two; a TorchScript feature network
-// (the --inception path) is used as given; bad input is one line and a documented exit code.
+// (20 steps), a small VAE (20 steps), a small PixelCNN (5 steps) and a tiny CycleGAN (4 steps) trained here
+// by `gantry train`. The classifier's held-out metrics equal the trainer's own last evaluation (the networks
+// are restored exactly); the f-GAN's sample scores (FID / KID in the classifier's features, Parzen), the
+// VAE's and PixelCNN's likelihood bounds and CycleGAN's translation scores are the same on one rank and on
+// two; a TorchScript feature network (the --inception path) is used as given; bad input is one line and a
+// documented exit code.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -47,6 +49,16 @@ class EvalCli : public ::testing::Test {
                     " --run-dir " + (d / "fgan") +
                     " --train.steps 20 --train.batch_size 64 --train.checkpoint_every 20 --fgan.g_hidden 256 "
                     "--fgan.v_hidden 64");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    r = run_command(kGantry + " train --config " + GANTRY_SOURCE_DIR + "/experiments/vae_fashion_mnist.ini" + common +
+                    " --run-dir " + (d / "vae") +
+                    " --train.steps 20 --train.batch_size 64 --train.checkpoint_every 20 --train.eval_every 0"
+                    " --train.sample_every 0 --vae.hidden 64 --vae.latent 8");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    r = run_command(kGantry + " train --config " + GANTRY_SOURCE_DIR + "/experiments/pixelcnn_fashion_mnist.ini" +
+                    common + " --run-dir " + (d / "pixelcnn") +
+                    " --train.steps 5 --train.batch_size 64 --train.checkpoint_every 5 --train.eval_every 0"
+                    " --train.sample_every 0 --pixelcnn.layers 2 --pixelcnn.hidden 8 --pixelcnn.out_hidden 16");
     ASSERT_EQ(r.exit_code, 0) << r.output;
     // A tiny CycleGAN between two synthetic colour domains (16 x 16 crops of 20 x 20 images).
     for (auto [name, count, seed] : {std::tuple{"a", 24, 1}, std::tuple{"b", 20, 2}}) {
@@ -108,7 +120,8 @@ TEST_F(EvalCli, SampleScoresAreTheSameOnOneRankAndTwo) {
                           "real_images", "eval_F", "eval_F_var"}) {
     ASSERT_TRUE(a["values"].contains(key) && b["values"].contains(key)) << key << ": " << a.dump() << b.dump();
     const double x = a["values"][key], y = b["values"][key];
-    if (std::string(key).rfind("eval_F", 0) == 0) continue;  // the recipe's own eval draws per-rank noise
+    // f-GAN's own eval_F draws per rank: its generator's BatchNorm sees the rank's batch (models/fgan/README.md).
+    if (std::string(key).rfind("eval_F", 0) == 0) continue;
     EXPECT_NEAR(x, y, 1e-6 * std::max(1.0, std::abs(x))) << key;
   }
 }
@@ -213,6 +226,43 @@ TEST_F(EvalCli, TranslationScoresAreTheSameOnOneRankAndTwo) {
   r = run_command(kGantry + args + " --data.b_eval_path=");
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find("data.b_eval_path: FID / KID of translations"), std::string::npos) << r.output;
+}
+
+// The held-out likelihood bounds — the VAE's ELBO and IWAE (each image's z drawn from its own key) and
+// PixelCNN's exact bits/dim — are the same on one rank and on two; the VAE's depend on run.seed.
+TEST_F(EvalCli, LikelihoodsAreTheSameOnOneRankAndTwo) {
+  const testing::ScratchDir& d = *dir_;
+  // Relative tolerances: measured 3e-9 (VAE) and 4e-8 (PixelCNN, float32 sums); per-rank noise would move
+  // the VAE's IWAE by what another seed moves it (2e-5, checked below).
+  const std::vector<std::tuple<std::string, std::string, std::vector<std::string>, double>> runs = {
+      {"vae",
+       " --vae.iwae_k 100",  // 64 z per pass on 1 rank, 100 on 2: an image's draws must not depend on it
+       {"eval_loss", "eval_recon", "eval_bits_per_dim", "eval_iwae_nats", "eval_iwae_bits_per_dim"},
+       1e-7},
+      {"pixelcnn", "", {"eval_loss", "eval_bits_per_dim", "eval_nats"}, 1e-6}};
+  for (const auto& [run, extra, keys, tolerance] : runs) {
+    const std::string args = " eval --checkpoint " + (d / run) + extra;
+    auto one = run_command(kGantry + args + " --out " + (d / (run + "1.json")));
+    ASSERT_EQ(one.exit_code, 0) << one.output;
+    auto two = run_command(kMpiexec + args + " --out " + (d / (run + "2.json")));
+    ASSERT_EQ(two.exit_code, 0) << two.output;
+    const auto a = read_json(d / (run + "1.json")), b = read_json(d / (run + "2.json"));
+    EXPECT_EQ(b["world_size"], 2);
+    for (const std::string& key : keys) {
+      ASSERT_TRUE(a["values"].contains(key) && b["values"].contains(key)) << key << ": " << a.dump() << b.dump();
+      const double x = a["values"][key], y = b["values"][key];
+      EXPECT_TRUE(std::isfinite(x) && x > 0) << run << " " << key << " " << x;
+      EXPECT_NEAR(x, y, tolerance * std::abs(x)) << run << " " << key;
+    }
+  }
+  const auto one = read_json(d / "vae1.json");
+  const double elbo = one["values"]["eval_loss"], iwae = one["values"]["eval_iwae_nats"];
+  EXPECT_LT(iwae, elbo) << "IWAE (k = 100) is the tighter bound";
+  auto other = run_command(kGantry + " eval --checkpoint " + (d / "vae") + " --vae.iwae_k 100 --run.seed 7 --out " +
+                           (d / "vae-seed7.json"));
+  ASSERT_EQ(other.exit_code, 0) << other.output;
+  const double reseeded = read_json(d / "vae-seed7.json")["values"]["eval_iwae_nats"];
+  EXPECT_GT(std::abs(reseeded - iwae), 1e-6 * iwae) << "another seed draws other z";
 }
 
 TEST_F(EvalCli, BadInputIsOneLineAndAnExitCode) {

@@ -11,8 +11,8 @@
 namespace gantry::fgan {
 namespace {
 
-using gantry::testing::FganRun;
 using gantry::testing::fgan_config;
+using gantry::testing::FganRun;
 using gantry::testing::one_bucket;
 
 std::unique_ptr<Communicator> mpi_comm() {
@@ -34,9 +34,13 @@ TEST(FganMpi, RanksWithHalfTheBatchMatchOneRankWithAllOfIt) {
   for (const char* update : {"single", "alternating"}) {
     for (const char* objective : {"saddle", "practical"}) {
       for (const char* div : {"kl", "reverse_kl", "gan"}) {
-        Config c = fgan_config({{"fgan.model", "gaussian"}, {"fgan.v_hidden", "16"}, {"fgan.v_init", "0"},
-                                {"fgan.update", update}, {"fgan.generator_objective", objective},
-                                {"fgan.divergence", div}, {"train.lr", "0.01"}});
+        Config c = fgan_config({{"fgan.model", "gaussian"},
+                                {"fgan.v_hidden", "16"},
+                                {"fgan.v_init", "0"},
+                                {"fgan.update", update},
+                                {"fgan.generator_objective", objective},
+                                {"fgan.divergence", div},
+                                {"train.lr", "0.01"}});
         FganRun parallel(c, *comm, {1, 1, 1, false}, one_bucket());
         auto got = train(parallel, SourceSpec{comm->rank(), W, global, 3}, steps);
         EXPECT_EQ(parallel.counting.all_reduces, steps * (std::string(update) == "single" ? 1 : 2));
@@ -59,20 +63,18 @@ TEST(FganMpi, EvalFVarianceAveragedOverRanksIsTheVarianceOfTheGlobalF) {
   auto comm = mpi_comm();
   Config c = fgan_config(
       {{"fgan.model", "gaussian"}, {"fgan.v_hidden", "16"}, {"fgan.v_init", "0.5"}, {"fgan.divergence", "kl"}});
-  auto eval_F_var = [](Recipe& recipe, const SourceSpec& spec, at::Generator gen) {
+  auto eval_F_var = [](Recipe& recipe, const SourceSpec& spec, uint64_t noise_key) {
     MixtureSource held_out(paper_mixture(), spec, 1, {});
-    for (const auto& [key, value] : recipe.evaluate(held_out, 8, gen))
+    for (const auto& [key, value] : recipe.evaluate(held_out, 8, noise_key))
       if (key == "eval_F_var") return value.to(torch::kFloat64).reshape({1});
     return torch::full({1}, std::nan(""), torch::kFloat64);
   };
   FganRun parallel(c, *comm, {1, 1, 1, false}, one_bucket());
-  auto got = eval_F_var(*parallel.recipe, SourceSpec{comm->rank(), comm->world_size(), 4096, 3},
-                        keyed_generator(0, 5, static_cast<uint64_t>(comm->rank())));
+  auto got = eval_F_var(*parallel.recipe, SourceSpec{comm->rank(), comm->world_size(), 4096, 3}, /*noise_key=*/5);
   comm->all_reduce(got, ReduceOp::kAverage);
   auto one = make_world_of_one();
   FganRun reference(c, *one, {1, 1, 1, false}, one_bucket());
-  const double want =
-      eval_F_var(*reference.recipe, SourceSpec{0, 1, 4096, 3}, keyed_generator(0, 5, 99)).item<double>();
+  const double want = eval_F_var(*reference.recipe, SourceSpec{0, 1, 4096, 3}, /*noise_key=*/99).item<double>();
   EXPECT_NEAR(got.item<double>() / want, 1.0, 0.05) << "ranks " << comm->world_size();
 }
 

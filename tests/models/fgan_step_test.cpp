@@ -1,5 +1,7 @@
 // The single-step update's gradients against finite differences of F, for every divergence; the
 // recipe's collectives per step; the 1-D experiment end to end.
+#include "fgan/fgan_step.h"
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -9,7 +11,6 @@
 
 #include "core/errors.h"
 #include "fgan/fgan_model.h"
-#include "fgan/fgan_step.h"
 #include "fgan/gauss_mixture.h"
 #include "fgan/mixture_source.h"
 #include "models/fgan_testing.h"
@@ -18,8 +19,8 @@
 namespace gantry::fgan {
 namespace {
 
-using gantry::testing::FganRun;
 using gantry::testing::fgan_config;
+using gantry::testing::FganRun;
 using gantry::testing::one_bucket;
 
 // A 1-D problem in double precision: G = N(mu, sigma) with mu 0.8, sigma 1.3; V a small tanh MLP.
@@ -88,7 +89,8 @@ std::vector<double> grads(const std::vector<torch::Tensor>& params) {
   return out;
 }
 
-void expect_close(const std::vector<double>& got, const std::vector<double>& want, double sign, const std::string& what) {
+void expect_close(const std::vector<double>& got, const std::vector<double>& want, double sign,
+                  const std::string& what) {
   ASSERT_EQ(got.size(), want.size()) << what;
   double scale = 1e-12;
   for (double w : want) scale = std::max(scale, std::abs(w));
@@ -163,8 +165,12 @@ TEST(FganRecipe, SingleStepIsOneCollectiveAlternatingIsTwo) {
   const DataShape shape{1, 8, 8, false};
   for (const char* objective : {"saddle", "practical"}) {
     for (const char* update : {"single", "alternating"}) {
-      Config c = fgan_config({{"fgan.model", "mlp"}, {"fgan.g_hidden", "32"}, {"fgan.v_hidden", "16"},
-                              {"fgan.update", update}, {"fgan.generator_objective", objective}, {"fgan.divergence", "kl"}});
+      Config c = fgan_config({{"fgan.model", "mlp"},
+                              {"fgan.g_hidden", "32"},
+                              {"fgan.v_hidden", "16"},
+                              {"fgan.update", update},
+                              {"fgan.generator_objective", objective},
+                              {"fgan.divergence", "kl"}});
       FganRun run(c, *world, shape, one_bucket());
       const auto before = run.parameters();
       for (int64_t step = 0; step < 3; ++step) run.train_step(image_batch(16, step, 0, 1, shape));
@@ -201,7 +207,8 @@ TEST(FganRecipe, FirstVariationalStepIsTheSameInBothModes) {
   const DataShape shape{1, 8, 8, false};
   std::vector<torch::Tensor> v_after, g_after;
   for (const char* update : {"single", "alternating"}) {
-    Config c = fgan_config({{"fgan.model", "mlp"}, {"fgan.g_hidden", "32"}, {"fgan.v_hidden", "16"}, {"fgan.update", update}});
+    Config c =
+        fgan_config({{"fgan.model", "mlp"}, {"fgan.g_hidden", "32"}, {"fgan.v_hidden", "16"}, {"fgan.update", update}});
     FganRun run(c, *world, shape, one_bucket());
     run.train_step(image_batch(16, 0, 0, 1, shape));
     auto nets = run.recipe->networks();
@@ -223,9 +230,14 @@ TEST(FganRecipe, DcganNetworksTrainOnImagesAndSampleGrids) {
   auto world = make_world_of_one();
   for (const char* model : {"dcgan", "mlp"}) {
     const DataShape shape = std::string(model) == "dcgan" ? DataShape{3, 32, 32, false} : DataShape{1, 28, 28, false};
-    Config c = fgan_config({{"fgan.model", model}, {"fgan.g_width", "8"}, {"fgan.d_width", "8"},
-                            {"fgan.g_hidden", "64"}, {"fgan.v_hidden", "32"}, {"fgan.divergence", "hellinger"},
-                            {"fgan.generator_objective", "practical"}, {"train.clip_grad_norm", "1.0"}});
+    Config c = fgan_config({{"fgan.model", model},
+                            {"fgan.g_width", "8"},
+                            {"fgan.d_width", "8"},
+                            {"fgan.g_hidden", "64"},
+                            {"fgan.v_hidden", "32"},
+                            {"fgan.divergence", "hellinger"},
+                            {"fgan.generator_objective", "practical"},
+                            {"train.clip_grad_norm", "1.0"}});
     FganRun run(c, *world, shape, one_bucket());
     auto losses = run.train_step(image_batch(8, 0, 0, 1, shape));
     EXPECT_EQ(run.counting.all_reduces, 1) << model;
@@ -236,7 +248,8 @@ TEST(FganRecipe, DcganNetworksTrainOnImagesAndSampleGrids) {
     at::Generator gen = keyed_generator(0, 1);
     auto x = run.recipe->sample(5, gen);
     size_t i = 0;
-    for (const auto& b : run.recipe->networks()[0].second->buffers()) EXPECT_TRUE(torch::equal(b, before[i++])) << model;
+    for (const auto& b : run.recipe->networks()[0].second->buffers())
+      EXPECT_TRUE(torch::equal(b, before[i++])) << model;
     EXPECT_FALSE(before.empty());
     EXPECT_EQ(x.sizes(), (std::vector<int64_t>{5, shape.channels, shape.height, shape.width})) << model;
     EXPECT_LE(x.abs().max().item<double>(), 1.0);
@@ -289,10 +302,9 @@ TEST(FganRecipe, EvalFVarianceIsTheSpreadOfEvalFOverFreshSamples) {
         {{"fgan.model", "gaussian"}, {"fgan.v_hidden", "16"}, {"fgan.v_init", "0.5"}, {"fgan.divergence", div}});
     FganRun run(c, *world, {1, 1, 1, false}, one_bucket());
     MixtureSource held_out(paper_mixture(), SourceSpec{0, 1, 256, 9}, 1, {});
-    at::Generator gen = keyed_generator(0, 2);
     std::vector<double> F, var;
-    for (int i = 0; i < 300; ++i) {
-      for (const auto& [key, value] : run.recipe->evaluate(held_out, 2, gen)) {
+    for (int i = 0; i < 300; ++i) {  // fresh generated samples: another key each time
+      for (const auto& [key, value] : run.recipe->evaluate(held_out, 2, keyed_seed(0, 2, static_cast<uint64_t>(i)))) {
         if (key == "eval_F") F.push_back(value.item<double>());
         if (key == "eval_F_var") var.push_back(value.item<double>());
       }
@@ -317,7 +329,8 @@ TEST(MixtureSource, SamplesThePaperMixtureAndSlicesTheGlobalBatch) {
     EXPECT_NEAR((x <= t).to(torch::kFloat64).mean().item<double>(), cdf, 0.025) << t;
   }
   EXPECT_EQ(full.position().index, 4096);
-  MixtureSource r0(paper_mixture(), SourceSpec{0, 2, 4096, 5}, 0, {}), r1(paper_mixture(), SourceSpec{1, 2, 4096, 5}, 0, {});
+  MixtureSource r0(paper_mixture(), SourceSpec{0, 2, 4096, 5}, 0, {}),
+      r1(paper_mixture(), SourceSpec{1, 2, 4096, 5}, 0, {});
   EXPECT_TRUE(torch::equal(torch::cat({r0.next().images.view({-1}), r1.next().images.view({-1})}), x));
   MixtureSource held_out(paper_mixture(), one, 1, {});
   EXPECT_FALSE(torch::equal(held_out.next().images.view({-1}), x));
