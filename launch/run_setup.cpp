@@ -23,21 +23,8 @@ namespace gantry::cli {
 
 namespace {
 
-// A data stream of sharded images: its dataset (and held-out set), read by the loader from a position.
-// For a CUDA device every stream is read as uint8 into pinned memory: a quarter of the bytes cross to the
-// GPU, asynchronously, and images_to_float converts them there to the floats the CPU loader would give.
-StreamSource open_stream(const Config& config, const StreamSpec& spec, const DistContext& ctx, uint64_t seed,
-                         const torch::Device& device) {
-  const std::string path_key = stream_path_key(spec.name), eval_key = stream_eval_path_key(spec.name);
-  if (config.str(path_key).empty()) throw UsageError(path_key + ": required by recipe " + config.str("run.recipe"));
-  auto train = data::ShardedDataset::open(config.str(path_key));
-  std::shared_ptr<data::ShardedDataset> eval;
-  if (!config.str(eval_key).empty()) eval = data::ShardedDataset::open(config.str(eval_key));
-  const auto& m = train->manifest();
-  if (eval && (eval->manifest().height != m.height || eval->manifest().width != m.width ||
-               eval->manifest().channels != m.channels))
-    throw DataError(at(config.str(eval_key), "image shape differs from " + path_key + "'s"));
-
+data::LoaderOptions loader_options(const Config& config, const StreamSpec& spec, const DistContext& ctx, uint64_t seed,
+                                   const torch::Device& device) {
   data::LoaderOptions lo;
   lo.global_batch = config.int64("train.batch_size");
   lo.rank = ctx.rank;
@@ -49,21 +36,71 @@ StreamSource open_stream(const Config& config, const StreamSpec& spec, const Dis
   lo.output =
       spec.format == BatchFormat::kUint8 || device.is_cuda() ? data::LoaderOutput::kUint8 : data::LoaderOutput::kFloat;
   lo.pin_memory = device.is_cuda();
+  return lo;
+}
+
+// The held-out stream of `eval`: in order, unflipped, whole global batches.
+std::unique_ptr<BatchSource> held_out_loader(const std::shared_ptr<data::ShardedDataset>& eval,
+                                             const data::LoaderOptions& lo) {
+  data::LoaderOptions o = lo;
+  o.shuffle = false;
+  o.flip = false;
+  o.global_batch = std::min<int64_t>(lo.global_batch, eval->size() / lo.world_size * lo.world_size);
+  return std::make_unique<data::Loader>(eval, o);
+}
+
+// The dataset at config[key], refused unless its images have `shape` (named after `what`).
+std::shared_ptr<data::ShardedDataset> open_shaped(const Config& config, const std::string& key, const DataShape& shape,
+                                                  const std::string& what) {
+  auto d = data::ShardedDataset::open(config.str(key));
+  const auto& m = d->manifest();
+  if (m.height != shape.height || m.width != shape.width || m.channels != shape.channels)
+    throw DataError(at(config.str(key), "image shape differs from " + what));
+  return d;
+}
+
+// A data stream of sharded images: its dataset (and held-out set), read by the loader from a position.
+// For a CUDA device every stream is read as uint8 into pinned memory: a quarter of the bytes cross to the
+// GPU, asynchronously, and images_to_float converts them there to the floats the CPU loader would give.
+StreamSource open_stream(const Config& config, const StreamSpec& spec, const DistContext& ctx, uint64_t seed,
+                         const torch::Device& device) {
+  const std::string path_key = stream_path_key(spec.name), eval_key = stream_eval_path_key(spec.name);
+  if (config.str(path_key).empty()) throw UsageError(path_key + ": required by recipe " + config.str("run.recipe"));
+  auto train = data::ShardedDataset::open(config.str(path_key));
+  const auto& m = train->manifest();
   StreamSource source;
   source.name = spec.name;
   source.shape = {m.channels, m.height, m.width, m.has_labels};
+  std::shared_ptr<data::ShardedDataset> eval;
+  if (!config.str(eval_key).empty()) eval = open_shaped(config, eval_key, source.shape, path_key + "'s");
+  const data::LoaderOptions lo = loader_options(config, spec, ctx, seed, device);
   source.make_train = [train, lo](const DataPosition& start) {
     data::LoaderOptions o = lo;
     o.start = start;
     return std::make_unique<data::Loader>(train, o);
   };
-  if (eval)
-    source.make_eval = [eval, lo, world = ctx.world_size]() -> std::unique_ptr<BatchSource> {
-      data::LoaderOptions o = lo;
-      o.shuffle = false;
-      o.flip = false;
-      o.global_batch = std::min<int64_t>(lo.global_batch, eval->size() / world * world);
-      return std::make_unique<data::Loader>(eval, o);
+  if (eval) source.make_eval = [eval, lo]() { return held_out_loader(eval, lo); };
+  return source;
+}
+
+// A stream of a restored checkpoint: the image shape the checkpoint recorded, so sampling needs no data (a
+// run copied off its cluster samples without it); the datasets are opened only when read (gantry eval's
+// held-out set, Parzen's validation draw), with their usual errors then, and must have that shape.
+StreamSource recorded_stream(const Config& config, const StreamSpec& spec, const DistContext& ctx, uint64_t seed,
+                             const torch::Device& device, const DataShape& shape) {
+  const std::string path_key = stream_path_key(spec.name), eval_key = stream_eval_path_key(spec.name);
+  const data::LoaderOptions lo = loader_options(config, spec, ctx, seed, device);
+  StreamSource source;
+  source.name = spec.name;
+  source.shape = shape;
+  source.make_train = [&config, path_key, shape, lo](const DataPosition& start) -> std::unique_ptr<BatchSource> {
+    data::LoaderOptions o = lo;
+    o.start = start;
+    return std::make_unique<data::Loader>(open_shaped(config, path_key, shape, "the checkpoint's"), o);
+  };
+  if (!config.str(eval_key).empty())
+    source.make_eval = [&config, eval_key, shape, lo]() {
+      return held_out_loader(open_shaped(config, eval_key, shape, "the checkpoint's"), lo);
     };
   return source;
 }
@@ -97,7 +134,7 @@ torch::Device rank_device(const DistContext& ctx) {
 }
 
 TrainSetup make_setup(const Config& config, Communicator& comm, const std::string& run_dir, const std::string& resume,
-                      const torch::Device& device) {
+                      const torch::Device& device, const std::map<std::string, DataShape>& recorded) {
   const DistContext& ctx = comm.context();
   const RecipeInfo& info = recipe_named(config.str("run.recipe"));
   const uint64_t seed = static_cast<uint64_t>(config.int64("run.seed"));
@@ -111,7 +148,11 @@ TrainSetup make_setup(const Config& config, Communicator& comm, const std::strin
       setup.streams.push_back({spec.name, synthetic->shape, synthetic->make_train, synthetic->make_eval});
       continue;
     }
-    setup.streams.push_back(open_stream(config, spec, ctx, stream_seed(seed, spec.name), device));
+    const auto shape = recorded.find(spec.name);
+    if (shape != recorded.end())
+      setup.streams.push_back(recorded_stream(config, spec, ctx, stream_seed(seed, spec.name), device, shape->second));
+    else
+      setup.streams.push_back(open_stream(config, spec, ctx, stream_seed(seed, spec.name), device));
   }
   setup.make_recipe = info.create;
   return setup;
@@ -124,7 +165,7 @@ Restored restore_run(const Schema& schema, Communicator& comm, const torch::Devi
   Restored r;
   r.config = std::make_unique<Config>(
       load_config_text(schema, from.meta.config_ini, from.dir + "/manifest.json (config)", overrides));
-  r.setup = std::make_unique<TrainSetup>(make_setup(*r.config, comm, "", path, device));
+  r.setup = std::make_unique<TrainSetup>(make_setup(*r.config, comm, "", path, device, from.meta.shapes));
   r.loaded = load_recipe(*r.setup, from);
   return r;
 }

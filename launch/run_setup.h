@@ -25,9 +25,10 @@ const RecipeInfo& recipe_named(const std::string& name);  // UsageError for an u
 torch::Device rank_device(const DistContext& ctx);
 
 // The recipe's streams (its own synthetic data, or the sharded datasets its config names) and factory.
-// `config` must outlive the returned setup.
+// `config` must outlive the returned setup. `recorded`: the image shapes a restored checkpoint recorded;
+// those streams open their datasets only when read.
 TrainSetup make_setup(const Config& config, Communicator& comm, const std::string& run_dir, const std::string& resume,
-                      const torch::Device& device);
+                      const torch::Device& device, const std::map<std::string, DataShape>& recorded = {});
 
 // A run or checkpoint turned into a recipe with its networks loaded: the configuration the checkpoint was
 // trained with (plus `overrides`), its data streams, its networks. `path`: a checkpoint directory or a

@@ -120,12 +120,16 @@ std::string Checkpointer::persist(const std::string& run_dir, const Snapshot& s,
   }
   json positions = json::object();
   for (const auto& [name, p] : s.meta.streams) positions[name] = {{"epoch", p.epoch}, {"index", p.index}};
+  json shapes = json::object();
+  for (const auto& [name, d] : s.meta.shapes)
+    shapes[name] = {{"channels", d.channels}, {"height", d.height}, {"width", d.width}, {"labels", d.has_labels}};
   json manifest = {{"format", "gantry-checkpoint"},
                    {"version", kCheckpointVersion},
                    {"step", s.meta.step},
                    {"epoch", s.meta.data.epoch},
                    {"data_position", {{"epoch", s.meta.data.epoch}, {"index", s.meta.data.index}}},
                    {"data_positions", positions},
+                   {"data_shapes", shapes},
                    {"world_size", s.meta.world_size},
                    {"recipe", s.meta.recipe},
                    {"config", s.meta.config_ini},
@@ -234,6 +238,10 @@ CheckpointMeta manifest_meta(const json& manifest) {
       m.streams[name] = {p.at("epoch").get<int64_t>(), p.at("index").get<int64_t>()};
   else
     m.streams["train"] = m.data;
+  if (manifest.contains("data_shapes"))  // since stop 15
+    for (const auto& [name, d] : manifest.at("data_shapes").items())
+      m.shapes[name] = {d.at("channels").get<int64_t>(), d.at("height").get<int64_t>(), d.at("width").get<int64_t>(),
+                        d.at("labels").get<bool>()};
   m.world_size = manifest.at("world_size").get<int>();
   m.recipe = manifest.at("recipe").get<std::string>();
   m.config_ini = manifest.at("config").get<std::string>();

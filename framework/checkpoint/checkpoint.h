@@ -30,12 +30,14 @@ namespace gantry {
 inline constexpr int kCheckpointVersion = 1;
 
 struct CheckpointMeta {
-  int64_t step = 0;   // optimizer steps done
-  DataPosition data;  // position of the next batch of the main data stream ("data_position")
+  int64_t step = 0;                             // optimizer steps done
+  DataPosition data;                            // position of the next batch of the main data stream ("data_position")
   std::map<std::string, DataPosition> streams;  // every stream's ("data_positions"; includes the main one)
   int world_size = 1;
   std::string recipe;      // run.recipe
   std::string config_ini;  // the resolved configuration
+  // Every data stream's image shape ("data_shapes"; since stop 15, empty for earlier checkpoints).
+  std::map<std::string, DataShape> shapes;
 };
 
 struct Snapshot {

@@ -18,6 +18,13 @@ struct DataPosition {
   bool operator==(const DataPosition& o) const { return epoch == o.epoch && index == o.index; }
 };
 
+// Image shape of a data stream: what networks are built for. A checkpoint records every stream's
+// (manifest.json "data_shapes"), so a run copied off its cluster is sampled without its data.
+struct DataShape {
+  int64_t channels = 1, height = 28, width = 28;
+  bool has_labels = false;
+};
+
 struct Batch {
   torch::Tensor images;   // (B, C, H, W) float32 in [-1, 1], or (B, H, W, C) uint8 as stored (see
                           // images_to_float); B = this rank's share of the global batch

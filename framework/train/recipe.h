@@ -29,12 +29,6 @@
 
 namespace gantry {
 
-// Image shape of a data stream: what networks are built for.
-struct DataShape {
-  int64_t channels = 1, height = 28, width = 28;
-  bool has_labels = false;
-};
-
 // A data stream a recipe reads. The stream "train" reads data.path (held out: data.eval_path); any other
 // name N reads data.N_path (data.N_eval_path). Each has its own seeded permutation and its own position
 // in the checkpoint, and resumes exactly on any world size.

@@ -332,8 +332,9 @@ void Trainer::evaluate(int64_t step) {
 // The state in memory on the training thread (collective), persisted by a background thread.
 void Trainer::checkpoint(int64_t step) {
   const auto t0 = Clock::now();
-  CheckpointMeta meta{step, sources_.front()->position(), {}, ctx_.world_size, o_.recipe, s_.config.to_ini()};
+  CheckpointMeta meta{step, sources_.front()->position(), {}, ctx_.world_size, o_.recipe, s_.config.to_ini(), {}};
   for (size_t i = 0; i < sources_.size(); ++i) meta.streams[s_.streams[i].name] = sources_[i]->position();
+  for (const StreamSource& st : s_.streams) meta.shapes[st.name] = st.shape;
   Snapshot snap = take_snapshot(comm_, *recipe_, std::move(meta), s_.device, step_context_.get());
   const double waited = root_ ? checkpointer_->persist_async(std::move(snap)) : 0;
   const double stall = seconds_since(t0);

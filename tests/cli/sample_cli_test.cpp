@@ -2,8 +2,8 @@
 // Fashion-MNIST images) and a tiny CycleGAN (4 steps on two synthetic domains). The samples are the same
 // images on one rank and on two, in every format (dataset, PNG files, grid); they are exactly the images
 // gantry eval scores (the Fréchet distance between them and a dataset of them is the 8-bit rounding only);
-// a folder is translated the same on any number of ranks; bad input is one line and an exit code, and an
-// existing output survives a refused run.
+// a folder is translated the same on any number of ranks; a run whose data is gone still samples; bad input
+// is one line and an exit code, and an existing output survives a refused run.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -196,6 +196,35 @@ TEST_F(SampleCli, AFolderIsTranslatedTheSameOnOneRankAndTwo) {
   ASSERT_EQ(grid.sizes(), torch::IntArrayRef({2 * 18 + 2, 6 * 18 + 2, 3}));
   for (int i = 0; i < 5; ++i)
     EXPECT_TRUE(torch::equal(tile(grid, 2 * i + 1, 6, 16, 16), png(d / ("t1/img" + std::to_string(i) + ".png"), 3)));
+}
+
+// A run copied off its machine: the checkpoint records its data's image shape, so gantry sample reads no
+// data (the same images as with it there); gantry eval, which reads the held-out set, names it.
+TEST_F(SampleCli, ARunWithoutItsDataStillSamples) {
+  const testing::ScratchDir& d = *dir_;
+  const auto manifest = read_json(d / "fgan/checkpoints/step-00000020/manifest.json");
+  EXPECT_EQ(manifest["data_shapes"]["train"],
+            nlohmann::json({{"channels", 1}, {"height", 28}, {"width", 28}, {"labels", false}}))
+      << manifest.dump();
+  const std::string sample = kGantry + " sample --checkpoint " + (d / "fgan") + " --count 16 --out ";
+  auto with = run_command(sample + (d / "with-data.png"));
+  ASSERT_EQ(with.exit_code, 0) << with.output;
+  struct Away {  // the datasets moved away for this test, and back after it
+    std::vector<std::pair<fs::path, fs::path>> moved;
+    ~Away() {
+      for (const auto& [from, to] : moved) fs::rename(to, from);
+    }
+  } away;
+  for (const char* split : {"train", "t10k"}) {
+    fs::rename(d / split, d / (std::string(split) + "-away"));
+    away.moved.emplace_back(d / split, d / (std::string(split) + "-away"));
+  }
+  auto without = run_command(sample + (d / "without-data.png"));
+  ASSERT_EQ(without.exit_code, 0) << without.output;
+  EXPECT_EQ(read_file(d / "without-data.png"), read_file(d / "with-data.png"));
+  auto eval = run_command(kGantry + " eval --checkpoint " + (d / "fgan"));
+  EXPECT_EQ(eval.exit_code, 3) << eval.output;
+  EXPECT_NE(eval.output.find("gantry: error: " + (d / "t10k")), std::string::npos) << eval.output;
 }
 
 TEST_F(SampleCli, BadInputIsOneLineAndAnExitCodeAndKeepsWhatExists) {

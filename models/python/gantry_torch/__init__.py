@@ -40,8 +40,9 @@ def load(path, device="cpu", ema=None, shape=None, verify=True):
     device: where the networks go ("cpu", "cuda", ...).
     ema:    DCGAN runs trained with dcgan.ema > 0 keep an averaged generator (generator_ema). None: sample
             from it when the run has it (as gantry does); True: require it; False: the trained generator.
-    shape:  (C, H, W) of the training images where the networks do not fix it and the run's dataset is
-            not found (an MLP's flat input that is not square, PixelCNN's image size for sampling).
+    shape:  (C, H, W) of the training images where the networks do not fix it, for checkpoints older
+            than stop 15 (which record it) whose dataset is not found (an MLP's flat input that is not
+            square, PixelCNN's image size for sampling).
     verify: check each archive's size and crc32 against the manifest first.
 
     Raises GantryLoadError naming the file (and the key) when a checkpoint does not fit.
@@ -55,7 +56,7 @@ def load(path, device="cpu", ema=None, shape=None, verify=True):
                               f"(known: {', '.join(RECIPES)})")
     if ema and recipe != "dcgan":
         raise GantryLoadError(f"{checkpoint}: ema: only DCGAN runs keep an averaged generator")
-    hint = tuple(shape) if shape is not None else dataset_shape(config, checkpoint)
+    hint = tuple(shape) if shape is not None else dataset_shape(config, checkpoint, manifest)
     ctx = _Context(checkpoint, manifest, config, Archives(checkpoint, manifest, verify), hint, ema)
     return RECIPES[recipe].build(ctx).to(device)
 

@@ -131,9 +131,13 @@ def load_strict(module, tensors, path):
     return module
 
 
-def dataset_shape(config, checkpoint, key="path"):
-    """(C, H, W) from the manifest of the run's dataset data.<key> when it can be found (absolute, or
+def dataset_shape(config, checkpoint, manifest=None, stream="train", key="path"):
+    """(C, H, W) of the training images: as the checkpoint's manifest records them ("data_shapes", since
+    stop 15), else from the manifest of the run's dataset data.<key> when it can be found (absolute, or
     relative to the working directory, the run directory's parent or its grandparent), else None."""
+    recorded = (manifest or {}).get("data_shapes", {}).get(stream)
+    if recorded:
+        return (int(recorded["channels"]), int(recorded["height"]), int(recorded["width"]))
     rel = config.get("data", {}).get(key)
     if not rel:
         return None
