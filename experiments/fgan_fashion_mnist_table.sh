@@ -8,7 +8,8 @@
 # $GANTRY_FEATURES (default runs/classifier_fashion_mnist: experiments/classifier_fashion_mnist.ini).
 # Runs land in $GANTRY_OUT/<divergence> (default runs/fgan_fm); runs and scores already there are reused
 # (--resume auto; a score is recomputed only when its JSON is missing), so the script can be rerun after an
-# interruption. The table is also written to $GANTRY_OUT/table.md. Each run is 19-28 min alone on 2 cores.
+# interruption. The table is also written to $GANTRY_OUT/table.md, the grids side by side to samples.png.
+# Each run is 19-28 min alone on 2 cores.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 n=${1:-2}
@@ -45,4 +46,23 @@ for d in divergences:
           f"| {v['parzen_ll']:.1f} ± {v['parzen_ll_se']:.1f} ({v['parzen_sigma']:.3f}) |")
 print()
 print("features:", r["features"])
+
+# Each divergence's grid at step 3000 side by side, titled, in $GANTRY_OUT/samples.png.
+import matplotlib
+import numpy as np
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+cols = min(4, len(divergences))
+rows = (len(divergences) + cols - 1) // cols
+fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.8 * rows), squeeze=False)
+for ax in axes.flat:
+    ax.axis("off")
+for ax, d in zip(axes.flat, divergences):
+    ax.imshow(plt.imread(os.path.join(out, d, "samples", "step-00003000.png")), cmap="gray", vmin=0, vmax=1,
+              interpolation="nearest")
+    ax.set_title(d, fontsize=10)
+fig.tight_layout()
+fig.canvas.draw()
+from PIL import Image  # Debian's matplotlib depends on python3-pil
+Image.fromarray(np.asarray(fig.canvas.buffer_rgba())).convert("L").save(os.path.join(out, "samples.png"), optimize=True)
 PY
