@@ -35,6 +35,11 @@ for d in "${divergences[@]}"; do
 done
 /usr/bin/python3 - "$out" "${divergences[@]}" <<'PY' | tee "$out/table.md"
 import json, os, sys
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+from PIL import Image  # Debian's matplotlib depends on python3-pil
 out, divergences = sys.argv[1], sys.argv[2:]
 print("| divergence | step | FID (classifier features) | KID (± std over subsets) | Parzen log-likelihood, nats (± s.e.; σ) |")
 print("|---|---|---|---|---|")
@@ -48,10 +53,6 @@ print()
 print("features:", r["features"])
 
 # Each divergence's grid at step 3000 side by side, titled, in $GANTRY_OUT/samples.png.
-import matplotlib
-import numpy as np
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 cols = min(4, len(divergences))
 rows = (len(divergences) + cols - 1) // cols
 fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.8 * rows), squeeze=False)
@@ -62,7 +63,6 @@ for ax, d in zip(axes.flat, divergences):
               interpolation="nearest")
     ax.set_title(d, fontsize=10)
 fig.tight_layout()
-fig.canvas.draw()
-from PIL import Image  # Debian's matplotlib depends on python3-pil
+fig.canvas.draw()  # then to 8-bit grey: a third of matplotlib's RGBA PNG
 Image.fromarray(np.asarray(fig.canvas.buffer_rgba())).convert("L").save(os.path.join(out, "samples.png"), optimize=True)
 PY
