@@ -135,37 +135,20 @@ ElboTerms VaeImpl::elbo(const torch::Tensor& x, const VaeOutput& out) const {
   return {(nll_mean + kl).to(torch::kFloat32), nll_mean.to(torch::kFloat32), kl.to(torch::kFloat32)};
 }
 
-torch::Tensor VaeImpl::iwae(const torch::Tensor& x, int64_t k, at::Generator& gen, int64_t rows) {
-  const int64_t b = x.size(0), latent = options_.latent;
-  return iwae_with(
-      x, k,
-      [&](int64_t n) {
-        return at::randn({b, n, latent}, gen, torch::kFloat32);
-      },
-      rows);
-}
-
 torch::Tensor VaeImpl::iwae(const torch::Tensor& x, int64_t k, std::vector<at::Generator>& row_gens, int64_t rows) {
   TORCH_CHECK(static_cast<int64_t>(row_gens.size()) == x.size(0), "vae iwae: one generator per image");
   // Each image's ε drawn in blocks of 16 samples whatever the chunk: the chunk depends on how many images
   // share a pass (the world size), and LibTorch's randn of n·L values is not n draws of L.
   constexpr int64_t kBlock = 16;
   torch::Tensor pending = torch::empty({x.size(0), 0, options_.latent});
-  return iwae_with(
-      x, k,
-      [&](int64_t n) {
-        std::vector<torch::Tensor> blocks{pending};
-        for (int64_t have = pending.size(1); have < n; have += kBlock)
-          blocks.push_back(row_normal(row_gens, {kBlock, options_.latent}));
-        torch::Tensor all = torch::cat(blocks, 1);
-        pending = all.narrow(1, n, all.size(1) - n);
-        return all.narrow(1, 0, n);
-      },
-      rows);
-}
-
-torch::Tensor VaeImpl::iwae_with(const torch::Tensor& x, int64_t k, const std::function<torch::Tensor(int64_t)>& draw,
-                                 int64_t rows) {
+  const auto draw = [&](int64_t n) {  // the next n standard normal ε per image, (B, n, latent)
+    std::vector<torch::Tensor> blocks{pending};
+    for (int64_t have = pending.size(1); have < n; have += kBlock)
+      blocks.push_back(row_normal(row_gens, {kBlock, options_.latent}));
+    torch::Tensor all = torch::cat(blocks, 1);
+    pending = all.narrow(1, n, all.size(1) - n);
+    return all.narrow(1, 0, n);
+  };
   torch::NoGradGuard no_grad;
   const int64_t b = x.size(0);
   auto h = encoder_->forward(x);

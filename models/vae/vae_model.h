@@ -19,7 +19,6 @@
 #include <torch/nn/modules/container/sequential.h>
 #include <torch/nn/modules/linear.h>
 
-#include <functional>
 #include <string>
 #include <vector>
 
@@ -65,18 +64,13 @@ class VaeImpl : public torch::nn::Module {
   torch::Tensor nll(const torch::Tensor& x, const torch::Tensor& out) const;
   ElboTerms elbo(const torch::Tensor& x, const VaeOutput& out) const;
   // The importance-weighted bound (Burda, Grosse & Salakhutdinov 2016) per image (B), nats:
-  // log (1/k Σ_i p(x|z_i) p(z_i) / q(z_i|x)), z_i ~ q(z|x) drawn from `gen`; k = 1 is the ELBO with a
-  // sampled KL. Decodes about `rows` samples at a time.
-  torch::Tensor iwae(const torch::Tensor& x, int64_t k, at::Generator& gen, int64_t rows = 4096);
-  // The same with image i's z_i drawn from row_gens[i] (row_generators: per-sample numbers, the same on
-  // every world size).
+  // log (1/k Σ_i p(x|z_i) p(z_i) / q(z_i|x)), z_i ~ q(z|x), image b's noise drawn from row_gens[b]
+  // (row_generators: per-sample numbers, the same on every world size); k = 1 is the ELBO with a sampled
+  // KL. Decodes about `rows` samples at a time.
   torch::Tensor iwae(const torch::Tensor& x, int64_t k, std::vector<at::Generator>& row_gens, int64_t rows = 4096);
   const VaeOptions& options() const { return options_; }
 
  private:
-  // `draw(n)`: the next n standard normal ε per image, (B, n, latent).
-  torch::Tensor iwae_with(const torch::Tensor& x, int64_t k, const std::function<torch::Tensor(int64_t)>& draw,
-                          int64_t rows);
   VaeOptions options_;
   torch::nn::Sequential encoder_{nullptr}, decoder_{nullptr};
   torch::nn::Linear to_mu_{nullptr}, to_logvar_{nullptr}, from_z_{nullptr};

@@ -3,12 +3,20 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <vector>
 
 #include "eval/likelihood.h"
 #include "vae/vae_model.h"
 
 namespace gantry::vae {
 namespace {
+
+// One generator per image (what VaeImpl::iwae draws from), seeded seed, seed + 1, ...
+std::vector<at::Generator> image_generators(const torch::Tensor& x, uint64_t seed) {
+  std::vector<at::Generator> gens;
+  for (int64_t i = 0; i < x.size(0); ++i) gens.push_back(at::detail::createCPUGenerator(seed + i));
+  return gens;
+}
 
 TEST(VaeModel, ShapesForMlpAndConvArchitectures) {
   struct Case {
@@ -173,9 +181,9 @@ TEST(VaeModel, IwaeRisesWithKTowardTheExactLikelihood) {
   // The ELBO with the closed-form KL, averaged over many posterior draws.
   double elbo = 0;
   for (int i = 0; i < 400; ++i) elbo -= v.model->elbo(v.x, v.model->forward(v.x)).loss.item<double>() / 400;
-  auto gen = at::detail::createCPUGenerator(5);
+  auto gens = image_generators(v.x, 5);
   std::vector<double> bound;
-  for (int64_t k : {1, 10, 100, 3000}) bound.push_back(v.model->iwae(v.x, k, gen).mean().item<double>());
+  for (int64_t k : {1, 10, 100, 3000}) bound.push_back(v.model->iwae(v.x, k, gens).mean().item<double>());
   SCOPED_TRACE("elbo " + std::to_string(elbo) + " iwae k=1/10/100/3000 " + std::to_string(bound[0]) + " " +
                std::to_string(bound[1]) + " " + std::to_string(bound[2]) + " " + std::to_string(bound[3]) + " exact " +
                std::to_string(log_px));
@@ -183,7 +191,7 @@ TEST(VaeModel, IwaeRisesWithKTowardTheExactLikelihood) {
   ASSERT_GT(gap, 0.3) << "the test needs a posterior gap to see";
   // k = 1 is the ELBO with a sampled KL: equal in expectation (averaged over 200 draws here).
   double k1 = 0;
-  for (int i = 0; i < 200; ++i) k1 += v.model->iwae(v.x, 1, gen).mean().item<double>() / 200;
+  for (int i = 0; i < 200; ++i) k1 += v.model->iwae(v.x, 1, gens).mean().item<double>() / 200;
   EXPECT_NEAR(k1, elbo, 0.1 * gap);
   for (size_t i = 2; i < bound.size(); ++i) EXPECT_GT(bound[i], bound[i - 1]);
   EXPECT_GT(bound[1], elbo);
@@ -205,10 +213,10 @@ TEST(VaeModel, IwaeEqualsElboWhenThePosteriorIsExact) {
       if (p.key().rfind("to_", 0) == 0) p.value().zero_();
   }
   auto x = torch::rand({4, 1, 28, 28}) * 2 - 1;
-  auto gen = at::detail::createCPUGenerator(1);
+  auto gens = image_generators(x, 1);
   auto elbo = -model->elbo(x, model->forward(x)).loss.item<double>();
   for (int64_t k : {1, 7, 300})
-    EXPECT_NEAR(model->iwae(x, k, gen, 64).mean().item<double>(), elbo, 1e-3 * std::abs(elbo));
+    EXPECT_NEAR(model->iwae(x, k, gens, 64).mean().item<double>(), elbo, 1e-3 * std::abs(elbo));
 }
 
 }  // namespace
