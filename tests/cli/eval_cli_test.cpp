@@ -33,11 +33,8 @@ class EvalCli : public ::testing::Test {
   static void SetUpTestSuite() {
     dir_ = new testing::ScratchDir("eval-cli");
     const testing::ScratchDir& d = *dir_;
-    const std::string src = "/usr/share/datasets/fashion-mnist/";
     for (auto [split, limit] : {std::pair{"train", 2000}, std::pair{"t10k", 1000}}) {
-      auto r = run_command(kGantry + " data convert --quiet --format idx --limit " + std::to_string(limit) +
-                           " --images " + src + split + "-images-idx3-ubyte.gz --labels " + src + split +
-                           "-labels-idx1-ubyte.gz --out " + (d / split));
+      auto r = testing::convert_fashion_mnist(split, limit, d / split, /*labels=*/true);
       ASSERT_EQ(r.exit_code, 0) << r.output;
     }
     const std::string common = " --train.threads 1 --data.path " + (d / "train") + " --data.eval_path " + (d / "t10k");
@@ -61,18 +58,14 @@ class EvalCli : public ::testing::Test {
                     " --train.sample_every 0 --pixelcnn.layers 2 --pixelcnn.hidden 8 --pixelcnn.out_hidden 16");
     ASSERT_EQ(r.exit_code, 0) << r.output;
     // A tiny CycleGAN between two synthetic colour domains (16 x 16 crops of 20 x 20 images).
-    for (auto [name, count, seed] : {std::tuple{"a", 24, 1}, std::tuple{"b", 20, 2}}) {
-      r = run_command(kGantry + " data convert --quiet --format synthetic --count " + std::to_string(count) +
-                      " --resolution 20 --channels 3 --seed " + std::to_string(seed) + " --out " + (d / name));
-      ASSERT_EQ(r.exit_code, 0) << r.output;
-    }
+    r = testing::make_colour_domains(d);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
     r = run_command(kGantry + " train --config " + GANTRY_SOURCE_DIR + "/experiments/cyclegan_fashion_mnist.ini" +
                     " --run-dir " + (d / "cyclegan") + " --data.path " + (d / "a") + " --data.b_path " + (d / "b") +
                     " --data.eval_path " + (d / "a") + " --data.b_eval_path " + (d / "b") +
                     " --data.workers 1 --train.steps 4 --train.batch_size 4 --train.threads 1"
-                    " --train.checkpoint_every 4 --train.sample_every 0 --train.eval_every 0"
-                    " --cyclegan.crop_size 16 --cyclegan.g_width 4 --cyclegan.d_width 4"
-                    " --cyclegan.residual_blocks 1 --cyclegan.d_layers 1 --cyclegan.pool_size 3");
+                    " --train.checkpoint_every 4 --train.sample_every 0 --train.eval_every 0" +
+                    testing::kTinyCycleGan);
     ASSERT_EQ(r.exit_code, 0) << r.output;
   }
   static void TearDownTestSuite() { delete dir_; }

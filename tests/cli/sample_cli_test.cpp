@@ -56,10 +56,8 @@ class SampleCli : public ::testing::Test {
   static void SetUpTestSuite() {
     dir_ = new testing::ScratchDir("sample-cli");
     const testing::ScratchDir& d = *dir_;
-    const std::string src = "/usr/share/datasets/fashion-mnist/";
     for (auto [split, limit] : {std::pair{"train", 1000}, std::pair{"t10k", 500}}) {
-      auto r = run_command(kGantry + " data convert --quiet --format idx --limit " + std::to_string(limit) +
-                           " --images " + src + split + "-images-idx3-ubyte.gz --out " + (d / split));
+      auto r = testing::convert_fashion_mnist(split, limit, d / split);
       ASSERT_EQ(r.exit_code, 0) << r.output;
     }
     auto r = run_command(kGantry + " train --config " + GANTRY_SOURCE_DIR + "/experiments/fgan_fashion_mnist.ini" +
@@ -68,18 +66,14 @@ class SampleCli : public ::testing::Test {
                          " --train.steps 20 --train.batch_size 64 --train.checkpoint_every 20 --fgan.g_hidden 256 "
                          "--fgan.v_hidden 64");
     ASSERT_EQ(r.exit_code, 0) << r.output;
-    for (auto [name, count, seed] : {std::tuple{"a", 24, 1}, std::tuple{"b", 20, 2}}) {
-      r = run_command(kGantry + " data convert --quiet --format synthetic --count " + std::to_string(count) +
-                      " --resolution 20 --channels 3 --seed " + std::to_string(seed) + " --out " + (d / name));
-      ASSERT_EQ(r.exit_code, 0) << r.output;
-    }
+    r = testing::make_colour_domains(d);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
     r = run_command(kGantry + " train --config " + GANTRY_SOURCE_DIR + "/experiments/cyclegan_fashion_mnist.ini" +
                     " --run-dir " + (d / "cyclegan") + " --data.path " + (d / "a") + " --data.b_path " + (d / "b") +
                     " --data.eval_path " + (d / "a") +
                     " --data.workers 1 --train.steps 4 --train.batch_size 4 --train.threads 1"
-                    " --train.checkpoint_every 4 --train.sample_every 0 --train.eval_every 0"
-                    " --cyclegan.crop_size 16 --cyclegan.g_width 4 --cyclegan.d_width 4"
-                    " --cyclegan.residual_blocks 1 --cyclegan.d_layers 1 --cyclegan.pool_size 3");
+                    " --train.checkpoint_every 4 --train.sample_every 0 --train.eval_every 0" +
+                    testing::kTinyCycleGan);
     ASSERT_EQ(r.exit_code, 0) << r.output;
   }
   static void TearDownTestSuite() { delete dir_; }

@@ -9,7 +9,6 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <tuple>
 
 #include "checkpoint/checkpoint.h"
 #include "core/fs.h"
@@ -28,12 +27,8 @@ class CycleGanMpi : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     scratch_ = new ScratchDir("cyclegan");
-    for (auto [name, count, seed] : {std::tuple{"a", 24, 1}, std::tuple{"b", 20, 2}}) {
-      auto r =
-          run_command(kGantry + " data convert --quiet --format synthetic --count " + std::to_string(count) +
-                      " --resolution 20 --channels 3 --seed " + std::to_string(seed) + " --out " + (*scratch_ / name));
-      ASSERT_EQ(r.exit_code, 0) << r.output;
-    }
+    auto r = testing::make_colour_domains(*scratch_);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
   }
   static void TearDownTestSuite() { delete scratch_; }
 
@@ -47,9 +42,8 @@ class CycleGanMpi : public ::testing::Test {
                        std::to_string(steps) +
                        " --train.batch_size 4 --train.threads 1 --train.log_every 2 --train.checkpoint_every 6"
                        " --train.sample_every 4 --train.eval_every 0 --train.eval_batches 2"
-                       " --train.lr_schedule linear --train.lr_hold_steps 6"
-                       " --cyclegan.crop_size 16 --cyclegan.g_width 4 --cyclegan.d_width 4"
-                       " --cyclegan.residual_blocks 1 --cyclegan.d_layers 1 --cyclegan.pool_size 3");
+                       " --train.lr_schedule linear --train.lr_hold_steps 6" +
+                       testing::kTinyCycleGan);
   }
   static nlohmann::json manifest(const std::string& run, int step) {
     return nlohmann::json::parse(read_file(run_dir(run) + "/checkpoints/" + checkpoint_name(step) + "/manifest.json"));

@@ -222,10 +222,8 @@ TEST(ReportPage, SyntheticRunInChromiumHasOneCurvePerSeriesAndEscapesTheRunsText
 
 TEST(ReportPage, TinyTrainingRunInChromium) {
   testing::ScratchDir d("report-train");
-  const std::string src = "/usr/share/datasets/fashion-mnist/";
   for (auto [split, limit] : {std::pair{"train", 256}, std::pair{"t10k", 128}}) {
-    auto r = run_command(kGantry + " data convert --quiet --format idx --limit " + std::to_string(limit) +
-                         " --images " + src + split + "-images-idx3-ubyte.gz --out " + (d / split));
+    auto r = testing::convert_fashion_mnist(split, limit, d / split);
     ASSERT_EQ(r.exit_code, 0) << r.output;
   }
   const std::string run = d / "vae";

@@ -142,10 +142,9 @@ TEST(TensorBoardTrain, TensorBoardsReaderShowsEveryMetricOnceAfterAResume) {
   ASSERT_EQ(probe.exit_code, 0) << python << " cannot import tensorboard: run launch/setup.sh\n" << probe.output;
 
   ScratchDir dir("tensorboard-train");
-  const std::string gantry = GANTRY_BIN, src = "/usr/share/datasets/fashion-mnist/";
+  const std::string gantry = GANTRY_BIN;
   for (auto [split, limit] : {std::pair{"train", 512}, std::pair{"t10k", 64}}) {
-    auto r = run_command(gantry + " data convert --quiet --format idx --limit " + std::to_string(limit) + " --images " +
-                         src + split + "-images-idx3-ubyte.gz --out " + (dir / split));
+    auto r = testing::convert_fashion_mnist(split, limit, dir / split);
     ASSERT_EQ(r.exit_code, 0) << r.output;
   }
   const std::string train = gantry + " train --config " + GANTRY_SOURCE_DIR +

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
+#include <tuple>
 
 namespace gantry::testing {
 
@@ -50,7 +51,27 @@ CommandResult run_command(const std::string& command_line) {
   return r;
 }
 
-CommandResult run_gantry(const std::string& args) { return run_command(std::string(GANTRY_BIN) + " " + args); }
+CommandResult run_gantry(const std::string& args) {
+  return run_command(std::string(GANTRY_BIN) + " " + args);
+}
+
+CommandResult convert_fashion_mnist(const std::string& split, int64_t limit, const std::string& out, bool labels,
+                                    const std::string& extra) {
+  const std::string src = "/usr/share/datasets/fashion-mnist/" + split;
+  return run_gantry("data convert --quiet --format idx --limit " + std::to_string(limit) + " --images " + src +
+                    "-images-idx3-ubyte.gz" + (labels ? " --labels " + src + "-labels-idx1-ubyte.gz" : "") + extra +
+                    " --out " + out);
+}
+
+CommandResult make_colour_domains(const ScratchDir& dir) {
+  CommandResult r;
+  for (const auto& [name, count, seed] : {std::tuple{"a", 24, 1}, std::tuple{"b", 20, 2}}) {
+    r = run_gantry("data convert --quiet --format synthetic --count " + std::to_string(count) +
+                   " --resolution 20 --channels 3 --seed " + std::to_string(seed) + " --out " + (dir / name));
+    if (r.exit_code != 0) break;
+  }
+  return r;
+}
 
 void write_bytes(const std::string& path, const std::string& bytes) {
   std::ofstream out(path, std::ios::binary);

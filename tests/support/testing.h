@@ -33,6 +33,20 @@ CommandResult run_command(const std::string& command_line);
 // Runs `gantry <args>`.
 CommandResult run_gantry(const std::string& args);
 
+// `gantry data convert` of the first `limit` images of Fashion-MNIST's `split` ("train" or "t10k", from
+// /usr/share/datasets/fashion-mnist) into `out`, with its labels if `labels`, and `extra` flags.
+CommandResult convert_fashion_mnist(const std::string& split, int64_t limit, const std::string& out,
+                                    bool labels = false, const std::string& extra = "");
+
+// The tiny CycleGAN's two synthetic colour domains: dir/a (24 images) and dir/b (20), 20 x 20 RGB. The
+// result of the first conversion that failed, or of the last.
+CommandResult make_colour_domains(const ScratchDir& dir);
+// `gantry train` flags that make CycleGAN tiny: 16 x 16 crops, widths 4, one residual block, one
+// discriminator layer, a pool of 3.
+inline constexpr char kTinyCycleGan[] =
+    " --cyclegan.crop_size 16 --cyclegan.g_width 4 --cyclegan.d_width 4 --cyclegan.residual_blocks 1"
+    " --cyclegan.d_layers 1 --cyclegan.pool_size 3";
+
 void write_bytes(const std::string& path, const std::string& bytes);
 std::string read_bytes(const std::string& path);
 

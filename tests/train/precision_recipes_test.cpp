@@ -32,11 +32,8 @@ class PrecisionRecipes : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     scratch_ = new ScratchDir("precision");
-    const std::string src = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz";
-    auto a = run_command(kGantry + " data convert --quiet --format idx --limit 2000 --images " + src + " --out " +
-                         data("fm"));
-    auto b = run_command(kGantry + " data convert --quiet --format idx --limit 512 --resolution 32 --images " + src +
-                         " --out " + data("fm32"));
+    auto a = testing::convert_fashion_mnist("train", 2000, data("fm"));
+    auto b = testing::convert_fashion_mnist("train", 512, data("fm32"), false, " --resolution 32");
     ASSERT_EQ(a.exit_code, 0) << a.output;
     ASSERT_EQ(b.exit_code, 0) << b.output;
   }

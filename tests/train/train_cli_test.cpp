@@ -73,15 +73,9 @@ class TrainCli : public ::testing::Test {
   static void SetUpTestSuite() {
     scratch_ = new ScratchDir("train");
     // 6000 training and 1000 held-out images keep each run to seconds.
-    const std::string src = "/usr/share/datasets/fashion-mnist/";
-    auto a =
-        run_command(kGantry + " data convert --quiet --format idx --limit 6000 --images " + src +
-                    "train-images-idx3-ubyte.gz --labels " + src + "train-labels-idx1-ubyte.gz --out " + data("train"));
-    auto b =
-        run_command(kGantry + " data convert --quiet --format idx --limit 1000 --images " + src +
-                    "t10k-images-idx3-ubyte.gz --labels " + src + "t10k-labels-idx1-ubyte.gz --out " + data("t10k"));
-    auto c = run_command(kGantry + " data convert --quiet --format idx --limit 2000 --resolution 32 --images " + src +
-                         "train-images-idx3-ubyte.gz --out " + data("train32"));
+    auto a = testing::convert_fashion_mnist("train", 6000, data("train"), /*labels=*/true);
+    auto b = testing::convert_fashion_mnist("t10k", 1000, data("t10k"), /*labels=*/true);
+    auto c = testing::convert_fashion_mnist("train", 2000, data("train32"), false, " --resolution 32");
     ASSERT_EQ(a.exit_code, 0) << a.output;
     ASSERT_EQ(b.exit_code, 0) << b.output;
     ASSERT_EQ(c.exit_code, 0) << c.output;
@@ -223,10 +217,8 @@ TEST_F(TrainCli, ResumeAtTheSameWorldSizeIsBitExact) {
   load_from_file(ob, run_dir("ref") + "/checkpoints/step-00001500/adam.optim.pt");
   auto pa = a->parameters(), pb = b->parameters();
   for (size_t i = 0; i < pa.size(); ++i) {
-    auto& sa =
-        static_cast<torch::optim::AdamParamState&>(*oa.state().at(compat::optim_state_key(pa[i])));
-    auto& sb =
-        static_cast<torch::optim::AdamParamState&>(*ob.state().at(compat::optim_state_key(pb[i])));
+    auto& sa = static_cast<torch::optim::AdamParamState&>(*oa.state().at(compat::optim_state_key(pa[i])));
+    auto& sb = static_cast<torch::optim::AdamParamState&>(*ob.state().at(compat::optim_state_key(pb[i])));
     EXPECT_EQ(sa.step(), kSteps);
     EXPECT_TRUE(torch::equal(sa.exp_avg(), sb.exp_avg())) << "parameter " << i;
     EXPECT_TRUE(torch::equal(sa.exp_avg_sq(), sb.exp_avg_sq())) << "parameter " << i;
@@ -453,9 +445,7 @@ TEST_F(TrainCli, EnvironmentFailuresExitFiveWithTheOsReason) {
   EXPECT_NE(r.output.find("gantry: error: /dev/null/run"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("Not a directory"), std::string::npos) << r.output;
   EXPECT_EQ(r.output.find("internal error"), std::string::npos) << r.output;
-  const std::string src = "/usr/share/datasets/fashion-mnist/";
-  auto c = run_command(kGantry + " data convert --quiet --format idx --limit 10 --images " + src +
-                       "t10k-images-idx3-ubyte.gz --out /dev/null/fm");
+  auto c = testing::convert_fashion_mnist("t10k", 10, "/dev/null/fm");
   EXPECT_EQ(c.exit_code, 5) << c.output;
   EXPECT_NE(c.output.find("Not a directory"), std::string::npos) << c.output;
 }
