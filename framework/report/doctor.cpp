@@ -8,6 +8,7 @@
 #include <climits>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 
 namespace gantry {
 
@@ -50,6 +51,42 @@ std::string blas_description() {
   return path.empty() ? desc : desc + " (" + path + ")";
 }
 
+std::string cpu_description() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line, model = "unknown CPU", flags;
+  while (std::getline(in, line) && (flags.empty() || model == "unknown CPU")) {
+    const auto colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    const std::string key = line.substr(0, line.find_last_not_of(" \t", colon - 1) + 1);
+    const std::string value = colon + 2 <= line.size() ? line.substr(colon + 2) : "";
+    if (key == "model name")
+      model = value;
+    else if (key == "flags")
+      flags = " " + value + " ";
+  }
+  std::string extensions;
+  for (const char* f : {"avx2", "avx512f", "avx512_bf16", "amx_tile"})
+    if (flags.find(std::string(" ") + f + " ") != std::string::npos)
+      extensions += (extensions.empty() ? "" : " ") + std::string(f);
+  return model + " (" + (extensions.empty() ? "no AVX2" : extensions) + ")";
+}
+
+std::string onednn_description() {
+  struct Version {  // the leading fields of dnnl_version_t
+    int major, minor, patch;
+  };
+  using VersionFn = const Version* (*)();
+  using IsaFn = int (*)();
+  using IsaNameFn = const char* (*)(int);
+  auto version = reinterpret_cast<VersionFn>(dlsym(RTLD_DEFAULT, "dnnl_version"));
+  auto isa = reinterpret_cast<IsaFn>(dlsym(RTLD_DEFAULT, "dnnl_get_effective_cpu_isa"));
+  auto isa_name = reinterpret_cast<IsaNameFn>(dlsym(RTLD_DEFAULT, "dnnl_cpu_isa2str"));
+  if (!version || !isa || !isa_name) return "";
+  const Version* v = version();
+  return std::to_string(v->major) + "." + std::to_string(v->minor) + "." + std::to_string(v->patch) + ", kernels " +
+         isa_name(isa());
+}
+
 bool blas_is_reference() { return loaded_library("libblas.so").find("/blas/") != std::string::npos; }
 
 std::vector<std::pair<std::string, std::string>> runtime_facts() {
@@ -57,7 +94,9 @@ std::vector<std::pair<std::string, std::string>> runtime_facts() {
   rows.emplace_back("LibTorch", std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +
                                     std::to_string(TORCH_VERSION_PATCH));
   rows.emplace_back("intra-op threads", std::to_string(at::get_num_threads()));
+  rows.emplace_back("CPU", cpu_description());
   rows.emplace_back("BLAS", blas_description());
+  if (std::string dnnl = onednn_description(); !dnnl.empty()) rows.emplace_back("oneDNN", dnnl);
   char mpi_version[MPI_MAX_LIBRARY_VERSION_STRING];
   int len = 0;
   MPI_Get_library_version(mpi_version, &len);

@@ -1,5 +1,6 @@
-// What the process runs on: LibTorch version and threads, the BLAS actually loaded (resolved through
-// the libblas.so.3 alternative), OpenMP, MPI library, CUDA. Printed by `gantry doctor` and at start-up.
+// What the process runs on: LibTorch version and threads, the CPU, the BLAS actually loaded (resolved
+// through the libblas.so.3 alternative), oneDNN's kernels, MPI library, CUDA. Printed by `gantry doctor`
+// and at start-up.
 #pragma once
 
 #include <string>
@@ -10,9 +11,17 @@ namespace gantry {
 
 // "OpenBLAS 0.3.21 (openmp) /usr/lib/x86_64-linux-gnu/openblas-openmp/libblas.so.3" or "reference BLAS ...".
 std::string blas_description();
+// "AMD EPYC (avx2 avx512f avx512_bf16)": the CPU's model and the vector extensions by which
+// LibTorch, OpenBLAS and oneDNN choose their kernels (/proc/cpuinfo). Kernels for other extensions sum
+// in another order: a run is bitwise reproducible on CPUs with the same extensions and kernels.
+std::string cpu_description();
+// "2.6.3, kernels cpu_isa_avx512_core_bf16": oneDNN's version and the instruction set of LibTorch's
+// CPU convolutions (DNNL_MAX_CPU_ISA caps it), or "" where the library is hidden (the PyPI wheel links
+// its copy privately).
+std::string onednn_description();
 // true when the loaded BLAS is the slow reference implementation.
 bool blas_is_reference();
-// (name, value) rows: gantry, LibTorch, threads, BLAS, MPI, CUDA.
+// (name, value) rows: LibTorch, threads, CPU, BLAS, oneDNN (when visible), MPI, CUDA.
 std::vector<std::pair<std::string, std::string>> runtime_facts();
 
 }  // namespace gantry
