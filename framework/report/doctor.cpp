@@ -66,8 +66,10 @@ std::string cpu_description() {
   }
   std::string extensions;
   for (const char* f : {"avx2", "avx512f", "avx512_bf16", "amx_tile"})
-    if (flags.find(std::string(" ") + f + " ") != std::string::npos)
-      extensions += (extensions.empty() ? "" : " ") + std::string(f);
+    if (flags.find(std::string(" ") + f + " ") != std::string::npos) {
+      if (!extensions.empty()) extensions += ' ';
+      extensions += f;
+    }
   return model + " (" + (extensions.empty() ? "no AVX2" : extensions) + ")";
 }
 
