@@ -4,6 +4,7 @@
 #include <link.h>
 #include <mpi.h>
 #include <torch/torch.h>
+#include <unistd.h>
 
 #include <climits>
 #include <cstdlib>
@@ -35,6 +36,12 @@ std::string loaded_library(const char* needle) {
 }
 
 }  // namespace
+
+std::string host_name() {
+  char name[256] = {};
+  if (gethostname(name, sizeof name - 1) != 0 || name[0] == '\0') return "localhost";
+  return name;
+}
 
 std::string blas_description() {
   std::string path = loaded_library("libblas.so");
@@ -93,6 +100,7 @@ bool blas_is_reference() { return loaded_library("libblas.so").find("/blas/") !=
 
 std::vector<std::pair<std::string, std::string>> runtime_facts() {
   std::vector<std::pair<std::string, std::string>> rows;
+  rows.emplace_back("host", host_name());
   rows.emplace_back("LibTorch", std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +
                                     std::to_string(TORCH_VERSION_PATCH));
   rows.emplace_back("intra-op threads", std::to_string(at::get_num_threads()));

@@ -1,4 +1,4 @@
-// What the process runs on: LibTorch version and threads, the CPU, the BLAS actually loaded (resolved
+// What the process runs on: the host, LibTorch version and threads, the CPU, the BLAS actually loaded (resolved
 // through the libblas.so.3 alternative), oneDNN's kernels, MPI library, CUDA. Printed by `gantry doctor`
 // and at start-up.
 #pragma once
@@ -9,6 +9,8 @@
 
 namespace gantry {
 
+// This machine's name (gethostname; "localhost" if it has none).
+std::string host_name();
 // "OpenBLAS 0.3.21 (openmp) /usr/lib/x86_64-linux-gnu/openblas-openmp/libblas.so.3" or "reference BLAS ...".
 std::string blas_description();
 // "AMD EPYC (avx2 avx512f avx512_bf16)": the CPU's model and the vector extensions by which
@@ -21,7 +23,7 @@ std::string cpu_description();
 std::string onednn_description();
 // true when the loaded BLAS is the slow reference implementation.
 bool blas_is_reference();
-// (name, value) rows: LibTorch, threads, CPU, BLAS, oneDNN (when visible), MPI, CUDA.
+// (name, value) rows: host, LibTorch, threads, CPU, BLAS, oneDNN (when visible), MPI, CUDA.
 std::vector<std::pair<std::string, std::string>> runtime_facts();
 
 }  // namespace gantry

@@ -1,6 +1,5 @@
 #include "report/tensorboard.h"
 
-#include <unistd.h>
 
 #include <algorithm>
 #include <boost/crc.hpp>
@@ -10,6 +9,7 @@
 #include <filesystem>
 
 #include "core/errors.h"
+#include "report/doctor.h"
 #include "tensorboard_event.pb.h"
 
 namespace gantry {
@@ -19,12 +19,6 @@ namespace fs = std::filesystem;
 namespace {
 
 const char kPrefix[] = "events.out.tfevents.";
-
-std::string host_name() {
-  char name[256] = {};
-  if (gethostname(name, sizeof name - 1) != 0 || name[0] == '\0') return "localhost";
-  return name;
-}
 
 // The Unix seconds of the file name: now, or one past the newest event file already in `dir`.
 int64_t file_seconds(const fs::path& dir) {

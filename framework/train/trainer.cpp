@@ -87,6 +87,7 @@ class Trainer {
   void open_run_dir();
   void start_or_resume();
   void print_configuration();
+  void log_session();
   void open_events();
   void set_learning_rates(int64_t step);
   StepBatches next_batches();
@@ -222,6 +223,7 @@ void Trainer::start_or_resume() {
     sources_.push_back(st.make_train(at_pos == positions.end() ? DataPosition{} : at_pos->second));
   }
   print_configuration();
+  log_session();
   if (root_) metrics_.emplace((run_ / "metrics.jsonl").string(), step_);
   if (root_ && o_.tensorboard) open_events();
   checkpointer_ = std::make_unique<Checkpointer>(s_.run_dir, o_.retention);
@@ -236,6 +238,14 @@ void Trainer::print_configuration() {
   for (const auto& [k, v] : runtime_facts()) std::cout << "  " << k << ": " << v << "\n";
   std::cout << "  ranks: " << ctx_.world_size << ", run directory: " << fs::absolute(run_).string() << std::endl;
   if (blas_is_reference()) log_warn("LibTorch uses the reference BLAS (about 10x slower): run launch/setup.sh");
+}
+
+// Every rank records in its own log, once a session, what it runs on: a job whose nodes differ (CPU kind,
+// kernels, threads: what bitwise reproducibility needs) shows it rank by rank, with no message between ranks.
+void Trainer::log_session() {
+  rank_log_ << "session from step " << step_ << ", rank " << ctx_.rank << " of " << ctx_.world_size;
+  for (const auto& [k, v] : runtime_facts()) rank_log_ << "; " << k << ": " << v;
+  rank_log_ << std::endl;
 }
 
 // A new TensorBoard event file for this session. Its SessionLog START at the first step the session logs

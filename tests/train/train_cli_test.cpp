@@ -19,6 +19,7 @@
 #include "core/torch_compat.h"
 #include "dcgan/dcgan_model.h"
 #include "fgan/fgan_model.h"
+#include "report/doctor.h"
 #include "support/testing.h"
 #include "vae/vae_model.h"
 
@@ -210,6 +211,21 @@ TEST_F(TrainCli, ResumeAtTheSameWorldSizeIsBitExact) {
   const auto split = train_metrics("split");
   EXPECT_EQ(split.size(), static_cast<size_t>(kSteps / 20));
   EXPECT_EQ(split, train_metrics("ref"));
+  // Each rank's log records both sessions: where each starts and what that rank runs on.
+  for (int rank : {0, 1}) {
+    std::ifstream log(run_dir("split") + "/logs/rank-" + std::to_string(rank) + ".log");
+    std::vector<std::string> sessions;
+    for (std::string line; std::getline(log, line);)
+      if (line.rfind("session from step ", 0) == 0) sessions.push_back(line);
+    ASSERT_EQ(sessions.size(), 2u) << "rank " << rank;
+    for (int i = 0; i < 2; ++i) {
+      const std::string head = "session from step " + std::string(i == 0 ? "0" : "600") + ", rank " +
+                               std::to_string(rank) + " of 2; host: " + host_name() + "; ";
+      EXPECT_EQ(sessions[i].rfind(head, 0), 0u) << sessions[i];
+      EXPECT_NE(sessions[i].find("; intra-op threads: 1; CPU: " + cpu_description() + "; BLAS: "), std::string::npos)
+          << sessions[i];
+    }
+  }
   // Optimizer archives key their state by tensor address, so compare the Adam state itself.
   vae::Vae a(vae::VaeOptions{}), b(vae::VaeOptions{});
   torch::optim::Adam oa(a->parameters()), ob(b->parameters());
