@@ -131,6 +131,7 @@ std::string Checkpointer::persist(const std::string& run_dir, const Snapshot& s,
                    {"data_positions", positions},
                    {"data_shapes", shapes},
                    {"world_size", s.meta.world_size},
+                   {"machine", s.meta.machine},
                    {"recipe", s.meta.recipe},
                    {"config", s.meta.config_ini},
                    {"files", files}};
@@ -243,6 +244,7 @@ CheckpointMeta manifest_meta(const json& manifest) {
       m.shapes[name] = {d.at("channels").get<int64_t>(), d.at("height").get<int64_t>(), d.at("width").get<int64_t>(),
                         d.at("labels").get<bool>()};
   m.world_size = manifest.at("world_size").get<int>();
+  if (manifest.contains("machine")) m.machine = manifest.at("machine").get<std::string>();  // since stop 17
   m.recipe = manifest.at("recipe").get<std::string>();
   m.config_ini = manifest.at("config").get<std::string>();
   return m;

@@ -38,6 +38,9 @@ struct CheckpointMeta {
   std::string config_ini;  // the resolved configuration
   // Every data stream's image shape ("data_shapes"; since stop 15, empty for earlier checkpoints).
   std::map<std::string, DataShape> shapes;
+  // What decides the bits besides the data: rank 0's threads, CPU and kernels (kernel_facts(); "machine";
+  // since stop 17, empty for earlier checkpoints).
+  std::string machine;
 };
 
 struct Snapshot {

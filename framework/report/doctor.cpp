@@ -119,4 +119,16 @@ std::vector<std::pair<std::string, std::string>> runtime_facts() {
   return rows;
 }
 
+std::string kernel_facts() {
+  std::string out;
+  for (const auto& [name, value] : runtime_facts())
+    if (name == "intra-op threads" || name == "CPU" || name == "BLAS" || name == "oneDNN") {
+      if (!out.empty()) out += "; ";
+      out += name;
+      out += ": ";
+      out += value;
+    }
+  return out;
+}
+
 }  // namespace gantry

@@ -116,6 +116,7 @@ class Trainer {
   std::shared_ptr<BatchNormSync> bn_sync_;    // dist.sync_batchnorm: enabled during train steps
   std::vector<std::vector<double>> base_lr_;  // per optimizer, per param group
   ResumePoint resumed_;
+  std::string machine_;  // kernel_facts() of this process: recorded in checkpoints, compared on resume
   int64_t step_ = 0;
   std::vector<std::unique_ptr<BatchSource>> sources_;  // per stream, in setup order
   StepBatches last_batches_;
@@ -189,6 +190,7 @@ void Trainer::open_run_dir() {
 // and opens the data streams at their positions.
 void Trainer::start_or_resume() {
   resumed_ = decide_resume(comm_, s_.run_dir, s_.resume, o_.recipe);
+  machine_ = kernel_facts();
   apply_kernel_settings(kernel_settings(o_.deterministic, s_.device));
   torch::manual_seed(rng_seed(o_.seed, RngStream::kTrain, static_cast<uint64_t>(ctx_.rank)));
   sync_ = std::make_unique<GradSync>(comm_, o_.sync_options(s_.device.is_cuda()));
@@ -214,6 +216,11 @@ void Trainer::start_or_resume() {
     step_ = resumed_.meta.step;
     note("resumed from " + resumed_.dir + " at step " + std::to_string(step_) + " (world size " +
          std::to_string(resumed_.meta.world_size) + " -> " + std::to_string(ctx_.world_size) + ")");
+    if (root_ && resumed_.meta.world_size == ctx_.world_size && !resumed_.meta.machine.empty() &&
+        resumed_.meta.machine != machine_)
+      log_warn("resumed on other kernels than " + checkpoint_name(step_) +
+               " was written with (then: " + resumed_.meta.machine + "; now: " + machine_ +
+               "): training goes on correctly, but not bit for bit as it would have gone on there");
   }
   for (const auto& st : s_.streams) {
     const auto& positions = resumed_.meta.streams;
@@ -342,7 +349,8 @@ void Trainer::evaluate(int64_t step) {
 // The state in memory on the training thread (collective), persisted by a background thread.
 void Trainer::checkpoint(int64_t step) {
   const auto t0 = Clock::now();
-  CheckpointMeta meta{step, sources_.front()->position(), {}, ctx_.world_size, o_.recipe, s_.config.to_ini(), {}};
+  CheckpointMeta meta{step, sources_.front()->position(), {}, ctx_.world_size, o_.recipe, s_.config.to_ini(), {}, {}};
+  meta.machine = machine_;
   for (size_t i = 0; i < sources_.size(); ++i) meta.streams[s_.streams[i].name] = sources_[i]->position();
   for (const StreamSource& st : s_.streams) meta.shapes[st.name] = st.shape;
   Snapshot snap = take_snapshot(comm_, *recipe_, std::move(meta), s_.device, step_context_.get());

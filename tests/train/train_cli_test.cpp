@@ -241,6 +241,32 @@ TEST_F(TrainCli, ResumeAtTheSameWorldSizeIsBitExact) {
   }
 }
 
+TEST_F(TrainCli, ResumeOnOtherKernelsSaysItIsNotBitForBit) {
+  // A checkpoint records the threads and kernels it was written with (manifest "machine"); a resume on the
+  // same says nothing, one on another kind of machine says that the bits will differ, and goes on.
+  ASSERT_EQ(run_command(train_cmd(1, "kernels", 4)).exit_code, 0);
+  const std::string manifest = run_dir("kernels") + "/checkpoints/step-00000004/manifest.json";
+  auto j = nlohmann::json::parse(read_file(manifest));
+  EXPECT_EQ(j["machine"].get<std::string>().rfind("intra-op threads: 1; CPU: " + cpu_description() + "; BLAS: ", 0), 0u)
+      << j["machine"];
+  auto same = run_command(train_cmd(1, "kernels", 6));
+  ASSERT_EQ(same.exit_code, 0) << same.output;
+  EXPECT_NE(same.output.find("resumed from"), std::string::npos) << same.output;
+  EXPECT_EQ(same.output.find("other kernels"), std::string::npos) << same.output;
+  const std::string other = run_dir("kernels") + "/checkpoints/step-00000006/manifest.json";
+  j = nlohmann::json::parse(read_file(other));
+  j["machine"] = "intra-op threads: 1; CPU: Elsewhere (avx2)";
+  testing::write_bytes(other, j.dump(2) + "\n");
+  auto moved = run_command(train_cmd(1, "kernels", 8));
+  ASSERT_EQ(moved.exit_code, 0) << moved.output;
+  EXPECT_NE(moved.output.find("resumed on other kernels than step-00000006 was written with (then: intra-op threads: "
+                              "1; CPU: Elsewhere (avx2); now: intra-op threads: 1; CPU: " +
+                              cpu_description()),
+            std::string::npos)
+      << moved.output;
+  EXPECT_EQ(latest_step("kernels"), 8);
+}
+
 TEST_F(TrainCli, SigtermOnOneRankCheckpointsExits75AndResumesExactly) {
   Background job(train_cmd(2, "term", kSteps) + " > " + run_dir("term") + ".out 2>&1");
   ASSERT_TRUE(wait_for_checkpoint("term", 60));

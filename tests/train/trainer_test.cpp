@@ -267,7 +267,7 @@ TEST_F(TrainerTest, RngStateRoundTripsThroughACheckpoint) {
   ToyRecipe recipe(env, observed);
   torch::manual_seed(1234);
   torch::rand({5});  // somewhere in the stream
-  CheckpointMeta meta{7, {}, {{kMainStream, {}}, {"extra", {}}}, 1, "toy", c.to_ini(), {}};
+  CheckpointMeta meta{7, {}, {{kMainStream, {}}, {"extra", {}}}, 1, "toy", c.to_ini(), {}, {}};
   Snapshot snap = take_snapshot(*comm_, recipe, meta, torch::kCPU);
   const torch::Tensor after_snapshot = torch::rand({16});
   Checkpointer::persist(scratch_ / "rng", snap, Retention{});
