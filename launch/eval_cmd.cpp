@@ -57,9 +57,7 @@ int eval_command(const Args& args, MpiRuntime& mpi) {
   auto comm = make_communicator("mpi", comm_options);
 
   Restored model = restore_run(schema, *comm, device, parsed.get("checkpoint"), parsed.overrides);
-  // train.threads as the run (or the command line) sets it: the trainer's own evaluation ran with it, and
-  // LibTorch's CPU kernels split their sums by thread count, so another count changes the last bits.
-  at::set_num_threads(intra_op_threads(ctx, static_cast<int>(model.config->int64("train.threads"))));
+  use_run_threads(ctx, *model.config);
   std::shared_ptr<void> feature_net;
   open_feature_space(schema, *comm, device, *model.config, *model.setup, feature_net);
   const Values values =

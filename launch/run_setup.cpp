@@ -12,6 +12,7 @@
 #include "core/checksum.h"
 #include "core/errors.h"
 #include "core/fs.h"
+#include "dist/dist_context.h"
 #include "loader/loader.h"
 #include "recipes.h"
 #include "train/device_setup.h"
@@ -168,6 +169,10 @@ Restored restore_run(const Schema& schema, Communicator& comm, const torch::Devi
   r.setup = std::make_unique<TrainSetup>(make_setup(*r.config, comm, "", path, device, from.meta.shapes));
   r.loaded = load_recipe(*r.setup, from);
   return r;
+}
+
+void use_run_threads(const DistContext& ctx, const Config& config) {
+  at::set_num_threads(intra_op_threads(ctx, static_cast<int>(config.int64("train.threads"))));
 }
 
 namespace {

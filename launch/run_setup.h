@@ -40,6 +40,10 @@ struct Restored {
 };
 Restored restore_run(const Schema& schema, Communicator& comm, const torch::Device& device, const std::string& path,
                      const std::vector<std::pair<std::string, std::string>>& overrides);
+// Sets LibTorch's threads to the restored run's train.threads (or the command line's): the count its
+// trainer ran and evaluated with. CPU kernels split their sums by thread count, so another count changes
+// the last bits of samples and scores.
+void use_run_threads(const DistContext& ctx, const Config& config);
 
 // eval.features (a classifier run) or eval.inception (a TorchScript file) opened on every rank, for
 // `setup` (its features and feature_space). Nothing when neither is set; UsageError for both, for a

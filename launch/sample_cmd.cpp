@@ -300,8 +300,7 @@ int sample_command(const Args& args, MpiRuntime& mpi) {
 
   Restored model = restore_run(schema, *comm, device, parsed.get("checkpoint"), parsed.overrides);
   const SampleOptions o = parse_options(parsed, *model.config);
-  // train.threads as the run (or the command line) sets it: the same thread count gives the same bits.
-  at::set_num_threads(intra_op_threads(ctx, static_cast<int>(model.config->int64("train.threads"))));
+  use_run_threads(ctx, *model.config);
   Recipe& recipe = *model.loaded.recipe;
   const std::string recipe_name = model.config->str("run.recipe");
 

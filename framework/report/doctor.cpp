@@ -119,9 +119,9 @@ std::vector<std::pair<std::string, std::string>> runtime_facts() {
   return rows;
 }
 
-std::string kernel_facts() {
+std::string kernel_facts(const std::vector<std::pair<std::string, std::string>>& facts) {
   std::string out;
-  for (const auto& [name, value] : runtime_facts())
+  for (const auto& [name, value] : facts)
     if (name == "intra-op threads" || name == "CPU" || name == "BLAS" || name == "oneDNN") {
       if (!out.empty()) out += "; ";
       out += name;

@@ -21,12 +21,12 @@ std::string cpu_description();
 // CPU convolutions (DNNL_MAX_CPU_ISA caps it), or "" where the library is hidden (the PyPI wheel links
 // its copy privately).
 std::string onednn_description();
-// "intra-op threads: 1; CPU: ...; BLAS: ...; oneDNN: ...": what decides a run's bits besides its data
-// and world size (the rows of runtime_facts that do). Checkpoints record rank 0's.
-std::string kernel_facts();
 // true when the loaded BLAS is the slow reference implementation.
 bool blas_is_reference();
 // (name, value) rows: host, LibTorch, threads, CPU, BLAS, oneDNN (when visible), MPI, CUDA.
 std::vector<std::pair<std::string, std::string>> runtime_facts();
+// "intra-op threads: 1; CPU: ...; BLAS: ...; oneDNN: ...": the rows of `facts` (runtime_facts()) that
+// decide a run's bits besides its data and world size. Checkpoints record rank 0's.
+std::string kernel_facts(const std::vector<std::pair<std::string, std::string>>& facts);
 
 }  // namespace gantry

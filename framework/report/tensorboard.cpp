@@ -1,6 +1,5 @@
 #include "report/tensorboard.h"
 
-
 #include <algorithm>
 #include <boost/crc.hpp>
 #include <cerrno>

@@ -116,7 +116,8 @@ class Trainer {
   std::shared_ptr<BatchNormSync> bn_sync_;    // dist.sync_batchnorm: enabled during train steps
   std::vector<std::vector<double>> base_lr_;  // per optimizer, per param group
   ResumePoint resumed_;
-  std::string machine_;  // kernel_facts() of this process: recorded in checkpoints, compared on resume
+  std::vector<std::pair<std::string, std::string>> facts_;  // runtime_facts() of this process, this session
+  std::string machine_;  // kernel_facts(facts_): recorded in checkpoints, compared on resume
   int64_t step_ = 0;
   std::vector<std::unique_ptr<BatchSource>> sources_;  // per stream, in setup order
   StepBatches last_batches_;
@@ -190,7 +191,8 @@ void Trainer::open_run_dir() {
 // and opens the data streams at their positions.
 void Trainer::start_or_resume() {
   resumed_ = decide_resume(comm_, s_.run_dir, s_.resume, o_.recipe);
-  machine_ = kernel_facts();
+  facts_ = runtime_facts();
+  machine_ = kernel_facts(facts_);
   apply_kernel_settings(kernel_settings(o_.deterministic, s_.device));
   torch::manual_seed(rng_seed(o_.seed, RngStream::kTrain, static_cast<uint64_t>(ctx_.rank)));
   sync_ = std::make_unique<GradSync>(comm_, o_.sync_options(s_.device.is_cuda()));
@@ -242,7 +244,7 @@ void Trainer::print_configuration() {
   std::ostringstream table;
   s_.config.print_table(table);
   std::cout << "configuration (* = not the default):\n" << table.str();
-  for (const auto& [k, v] : runtime_facts()) std::cout << "  " << k << ": " << v << "\n";
+  for (const auto& [k, v] : facts_) std::cout << "  " << k << ": " << v << "\n";
   std::cout << "  ranks: " << ctx_.world_size << ", run directory: " << fs::absolute(run_).string() << std::endl;
   if (blas_is_reference()) log_warn("LibTorch uses the reference BLAS (about 10x slower): run launch/setup.sh");
 }
@@ -251,7 +253,7 @@ void Trainer::print_configuration() {
 // kernels, threads: what bitwise reproducibility needs) shows it rank by rank, with no message between ranks.
 void Trainer::log_session() {
   rank_log_ << "session from step " << step_ << ", rank " << ctx_.rank << " of " << ctx_.world_size;
-  for (const auto& [k, v] : runtime_facts()) rank_log_ << "; " << k << ": " << v;
+  for (const auto& [k, v] : facts_) rank_log_ << "; " << k << ": " << v;
   rank_log_ << std::endl;
 }
 
